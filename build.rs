@@ -1,0 +1,49 @@
+//! Compiles the one assembly file for the target CPU family (`asm/<arch>.S`).
+//!
+//! The two exported symbols carry the crate version in their names so that two
+//! versions of this crate linked into one program never collide; `src/arch.rs`
+//! builds the same names from the same environment variables.
+
+use std::path::Path;
+
+fn main() {
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").expect("cargo sets CARGO_CFG_TARGET_ARCH");
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    let file = format!("asm/{arch}.S");
+    println!("cargo:rerun-if-changed={file}");
+    println!("cargo:rerun-if-changed=build.rs");
+    if !Path::new(&file).exists() {
+        panic!(
+            "\n\ngreenlet does not support the CPU family `{arch}` yet: there is no `{file}`.\n\
+             To port it, add `{file}` with the switch routine and the entry trampoline, and one\n\
+             `cfg` arm in `src/arch.rs` describing its initial frame; docs/porting.md walks\n\
+             through every step.\n\n"
+        );
+    }
+    if os != "linux" {
+        println!(
+            "cargo:warning=greenlet is developed and tested on Linux only; target os `{os}` is untested"
+        );
+    }
+    let version = format!(
+        "{}_{}_{}",
+        env("CARGO_PKG_VERSION_MAJOR"),
+        env("CARGO_PKG_VERSION_MINOR"),
+        env("CARGO_PKG_VERSION_PATCH")
+    );
+    cc::Build::new()
+        .file(&file)
+        .define(
+            "GREENLET_SWITCH",
+            format!("greenlet_{version}_switch").as_str(),
+        )
+        .define(
+            "GREENLET_ENTRY",
+            format!("greenlet_{version}_entry").as_str(),
+        )
+        .compile("greenlet_switch");
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("cargo sets {name}"))
+}

@@ -1,0 +1,86 @@
+//! Greenlets for Rust: small pseudo-threads, each with its own stack, that run
+//! one at a time on one OS thread and hand control to each other only by an
+//! explicit [`switch`](Greenlet::switch) — Python's `greenlet`, the Rust way.
+//!
+//! ```
+//! use greenlet::Greenlet;
+//!
+//! let g = Greenlet::new(|first| {
+//!     let a: i32 = first.downcast().unwrap();
+//!     // Pause, handing a + 1 back to the parent (main), until switched to again.
+//!     let b: i32 = Greenlet::main().switch(a + 1).downcast().unwrap();
+//!     a * b // returning kills the greenlet and hands this to its parent
+//! });
+//! assert_eq!(g.switch(1).downcast::<i32>().unwrap(), 2);
+//! assert_eq!(g.switch(10).downcast::<i32>().unwrap(), 10);
+//! assert!(g.is_dead());
+//! ```
+//!
+//! # Concepts
+//!
+//! * **Switching** ([`Greenlet::switch`]): suspends the current greenlet and
+//!   resumes another with a [`Value`]. The first switch into a greenlet calls its
+//!   `run` closure with that value, on its own stack.
+//! * **The parent tree** ([`Greenlet::parent`], [`Greenlet::set_parent`]): every
+//!   greenlet but a main one has a parent, by default the greenlet that was
+//!   current when it was made. Parents form a tree rooted at the thread's main
+//!   greenlet.
+//! * **Death**: when `run` returns, the greenlet is dead and control goes to its
+//!   parent (not to whoever switched to it last), whose pending switch returns
+//!   the result. Switching to a dead greenlet goes to its first live ancestor.
+//! * **Panics are raised in the parent**: a panic escaping `run` kills the
+//!   greenlet and continues, with the same payload, from the parent's pending
+//!   switch. Unwinding never crosses a stack switch.
+//! * **The main greenlet** ([`Greenlet::main`]): one per OS thread, made on first
+//!   use, always alive; it is the current greenlet of code outside any greenlet.
+//! * **Throw** ([`Greenlet::throw`]): switches to a greenlet and raises a panic
+//!   payload there; [`GreenletExit`] asks it to die quietly.
+//! * **Kill on drop**: when the last handle to a suspended greenlet drops,
+//!   `GreenletExit` is thrown into it so that every destructor on its stack runs.
+//! * **Tracing** ([`settrace`]): a per-thread callback for every switch and throw.
+//!
+//! Handles are `!Send` and `!Sync`, so a greenlet can never be switched to from
+//! another thread: that is a compile error, not a run-time one.
+//!
+//! # How it is built
+//!
+//! The stack switch is hand-written assembly, one file per CPU family
+//! (`asm/x86_64.S`, `asm/aarch64.S`, `asm/riscv64.S`), reached only through
+//! [`arch`]. Every greenlet runs on an mmap'ed stack with a guard page below it
+//! ([`stack`]). See `docs/design.md` for the layers and `docs/semantics.md` for
+//! the mapping from Python's greenlet.
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[doc(hidden)]
+pub mod arch;
+mod error;
+mod greenlet;
+pub mod stack;
+mod switching;
+mod thread;
+mod value;
+
+pub use crate::error::{Error, GreenletExit};
+pub use crate::greenlet::{Builder, Greenlet, WeakGreenlet};
+pub use crate::thread::{gettrace, settrace, Event, Tracer};
+pub use crate::value::Value;
+
+/// Writes one line to stderr for conditions that cannot be returned to anyone
+/// (a greenlet that refuses to die, a destructor panicking in cleanup).
+pub(crate) fn report(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
+/// The message of a panic payload when it is a string, for reports.
+pub(crate) fn describe_panic(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_string()
+    }
+}

@@ -1,0 +1,185 @@
+//! Guarded stacks: one anonymous mapping per stack, with its lowest page made
+//! `PROT_NONE` so that running off the end faults instead of corrupting the
+//! neighbour, and a small per-thread pool that recycles the stacks of dead
+//! greenlets so that create+run+die costs no system call.
+//!
+//! ```text
+//!   high addresses
+//!   +---------------------------+ <- top()      (16-aligned, initial frame below)
+//!   |                           |
+//!   |   usable stack            |   usable_size() bytes, a page multiple,
+//!   |   (grows downward)        |   touched lazily by the kernel
+//!   |                           |
+//!   +---------------------------+ <- bottom()
+//!   |   guard page (PROT_NONE)  |   one page
+//!   +---------------------------+ <- mapping start
+//!   low addresses
+//! ```
+
+use std::cell::RefCell;
+use std::io;
+
+use memmap2::{MmapMut, MmapOptions};
+
+/// Stack size used when [`crate::Builder::stack_size`] is not called: 1 MiB.
+/// Untouched pages cost no memory, only address space.
+pub const DEFAULT_STACK_SIZE: usize = 1 << 20;
+
+/// Smallest usable stack handed out: requests below this are rounded up. A
+/// panic unwinding through a greenlet needs a few KiB of stack by itself.
+pub const MIN_STACK_SIZE: usize = 16 << 10;
+
+/// Most stacks a thread keeps for reuse; stacks released beyond this are unmapped.
+pub const POOL_CAPACITY: usize = 16;
+
+/// The system page size.
+pub fn page_size() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    let cached = PAGE.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: sysconf has no preconditions; _SC_PAGESIZE is always supported on Linux.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let page = if page > 0 { page as usize } else { 4096 };
+    PAGE.store(page, Ordering::Relaxed);
+    page
+}
+
+/// Rounds a requested stack size to the usable size actually mapped, or says
+/// why it cannot be had.
+pub fn usable_size_for(requested: usize) -> io::Result<usize> {
+    let page = page_size();
+    let wanted = requested.max(MIN_STACK_SIZE);
+    let rounded = wanted
+        .checked_add(page - 1)
+        .map(|n| n & !(page - 1))
+        // The guard page must fit too, and mmap lengths must stay below isize::MAX.
+        .filter(|n| {
+            n.checked_add(page)
+                .is_some_and(|total| total <= isize::MAX as usize)
+        });
+    rounded.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("greenlet: stack size of {requested} bytes is too large to map"),
+        )
+    })
+}
+
+/// One mapped stack with its guard page.
+pub struct Stack {
+    map: MmapMut,
+}
+
+impl Stack {
+    /// Maps a new stack of at least `requested` usable bytes (see [`usable_size_for`]).
+    pub fn new(requested: usize) -> io::Result<Stack> {
+        let usable = usable_size_for(requested)?;
+        let page = page_size();
+        let map = MmapOptions::new()
+            .len(usable + page)
+            .stack()
+            .no_reserve_swap()
+            .map_anon()
+            .map_err(|e| annotate(e, usable + page))?;
+        // SAFETY: the first page lies inside the mapping we own; making it
+        // inaccessible cannot invalidate any Rust reference because nothing has
+        // been handed out yet.
+        let rc =
+            unsafe { libc::mprotect(map.as_ptr() as *mut libc::c_void, page, libc::PROT_NONE) };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            return Err(annotate(err, usable + page));
+        }
+        Ok(Stack { map })
+    }
+
+    /// Exclusive upper end of the stack: where the first frame goes below.
+    pub fn top(&self) -> *mut u8 {
+        self.map.as_ptr().wrapping_add(self.map.len()) as *mut u8
+    }
+
+    /// Lowest usable address (just above the guard page).
+    pub fn bottom(&self) -> *mut u8 {
+        self.map.as_ptr().wrapping_add(page_size()) as *mut u8
+    }
+
+    /// Usable bytes between [`Stack::bottom`] and [`Stack::top`].
+    pub fn usable_size(&self) -> usize {
+        self.map.len() - page_size()
+    }
+
+    /// Address range `[start, end)` of the guard page.
+    pub fn guard_range(&self) -> (usize, usize) {
+        let start = self.map.as_ptr() as usize;
+        (start, start + page_size())
+    }
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Stack({:#x}..{:#x})",
+            self.bottom() as usize,
+            self.top() as usize
+        )
+    }
+}
+
+fn annotate(err: io::Error, bytes: usize) -> io::Error {
+    let hint = if err.raw_os_error() == Some(libc::ENOMEM) {
+        " (out of memory or out of memory mappings: see vm.max_map_count)"
+    } else {
+        ""
+    };
+    io::Error::new(
+        err.kind(),
+        format!("greenlet: cannot map a {bytes}-byte stack: {err}{hint}"),
+    )
+}
+
+thread_local! {
+    static POOL: RefCell<Vec<Stack>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A stack of `requested` usable bytes, from this thread's pool when one of
+/// exactly that size is there, otherwise freshly mapped.
+pub fn take(requested: usize) -> io::Result<Stack> {
+    let usable = usable_size_for(requested)?;
+    let pooled = POOL
+        .try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            let at = pool.iter().rposition(|s| s.usable_size() == usable)?;
+            Some(pool.swap_remove(at))
+        })
+        .ok()
+        .flatten();
+    match pooled {
+        Some(stack) => Ok(stack),
+        None => Stack::new(usable),
+    }
+}
+
+/// Gives a stack that no frame lives on any more back to this thread's pool,
+/// or unmaps it when the pool is full or the thread is shutting down.
+pub fn release(stack: Stack) {
+    let rejected = POOL.try_with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < POOL_CAPACITY {
+            pool.push(stack);
+            None
+        } else {
+            Some(stack)
+        }
+    });
+    // Either way the stack not kept is dropped (unmapped) here.
+    drop(rejected);
+}
+
+/// Number of stacks in this thread's pool (for tests and introspection).
+pub fn pooled() -> usize {
+    POOL.try_with(|p| p.borrow().len()).unwrap_or(0)
+}

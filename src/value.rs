@@ -1,0 +1,232 @@
+//! [`Value`]: any `'static` value moved between greenlets.
+//!
+//! Small values (at most two machine words, word-aligned or less) are stored
+//! inline, so switching with `()`, integers, pointers, `Rc`s and the like costs
+//! no heap allocation (SPEC S12). Larger values are boxed once.
+
+use std::any::{Any, TypeId};
+use std::fmt;
+use std::marker::PhantomData;
+use std::mem::{self, ManuallyDrop, MaybeUninit};
+
+const INLINE_WORDS: usize = 2;
+type Inline = [MaybeUninit<usize>; INLINE_WORDS];
+
+/// Per-type operations; one `'static` instance per stored type.
+struct VTable {
+    type_id: fn() -> TypeId,
+    type_name: fn() -> &'static str,
+    /// Drops the stored value in place (inline) or frees its box (boxed).
+    drop: unsafe fn(&mut Inline),
+}
+
+struct Ops<T>(T);
+
+impl<T: 'static> Ops<T> {
+    const INLINE: bool = mem::size_of::<T>() <= mem::size_of::<Inline>()
+        && mem::align_of::<T>() <= mem::align_of::<Inline>();
+
+    const VTABLE: VTable = VTable {
+        type_id: TypeId::of::<T>,
+        type_name: std::any::type_name::<T>,
+        drop: Self::drop_stored,
+    };
+
+    /// # Safety
+    /// `slot` must hold a live `T` stored by [`Value::new`] for this `T`.
+    unsafe fn drop_stored(slot: &mut Inline) {
+        if Self::INLINE {
+            // SAFETY: for inline types the slot holds the T itself, initialised
+            // and suitably aligned (checked by INLINE).
+            unsafe { slot.as_mut_ptr().cast::<T>().drop_in_place() }
+        } else {
+            // SAFETY: for boxed types the first word is the pointer returned by
+            // Box::into_raw for this T, not yet freed.
+            drop(unsafe { Box::from_raw(slot[0].assume_init() as *mut T) })
+        }
+    }
+}
+
+/// Any `'static` value passed by [`switch`](crate::Greenlet::switch), returned by
+/// `run`, or received from a switch.
+///
+/// ```
+/// use greenlet::Value;
+/// let v = Value::new(42u32);
+/// assert!(v.is::<u32>());
+/// assert_eq!(v.downcast_ref::<u32>(), Some(&42));
+/// assert_eq!(v.downcast::<u32>().unwrap(), 42);
+/// ```
+///
+/// `Value::new` of a `Value` gives that same value back rather than nesting it,
+/// so a value received from one switch can be passed on to the next unchanged:
+///
+/// ```
+/// use greenlet::Value;
+/// let v = Value::new(Value::new("hi"));
+/// assert_eq!(v.downcast::<&str>().unwrap(), "hi");
+/// ```
+pub struct Value {
+    vtable: &'static VTable,
+    slot: Inline,
+    /// A `Value` may hold an `Rc` or a `Greenlet`: it must not cross threads.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Value {
+    /// Wraps `v`; a `Value` is returned unchanged.
+    #[inline]
+    pub fn new<T: 'static>(v: T) -> Value {
+        let mut v = ManuallyDrop::new(v);
+        if let Some(value) = (&mut *v as &mut dyn Any).downcast_mut::<Value>() {
+            // SAFETY: `v` is wrapped in ManuallyDrop and never touched again, so
+            // reading the Value out of it moves it without a double drop.
+            return unsafe { std::ptr::read(value) };
+        }
+        let mut slot: Inline = [MaybeUninit::uninit(); INLINE_WORDS];
+        if Ops::<T>::INLINE {
+            // SAFETY: INLINE guarantees the slot is large and aligned enough for T;
+            // ownership moves from the ManuallyDrop into the slot.
+            unsafe {
+                slot.as_mut_ptr()
+                    .cast::<T>()
+                    .write(ManuallyDrop::take(&mut v))
+            }
+        } else {
+            // SAFETY: as above, ownership moves out of the ManuallyDrop into the box.
+            let boxed = Box::new(unsafe { ManuallyDrop::take(&mut v) });
+            slot[0] = MaybeUninit::new(Box::into_raw(boxed) as usize);
+        }
+        Value {
+            vtable: &Ops::<T>::VTABLE,
+            slot,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Is the stored value a `T`?
+    ///
+    /// ```
+    /// let v = greenlet::Value::new(String::from("x"));
+    /// assert!(v.is::<String>() && !v.is::<&str>());
+    /// ```
+    #[inline]
+    pub fn is<T: 'static>(&self) -> bool {
+        (self.vtable.type_id)() == TypeId::of::<T>()
+    }
+
+    /// Takes the stored value out if it is a `T`; otherwise gives `self` back.
+    ///
+    /// ```
+    /// let v = greenlet::Value::new(7i64);
+    /// let v = v.downcast::<u8>().unwrap_err();
+    /// assert_eq!(v.downcast::<i64>().unwrap(), 7);
+    /// ```
+    #[inline]
+    pub fn downcast<T: 'static>(self) -> Result<T, Value> {
+        if !self.is::<T>() {
+            return Err(self);
+        }
+        let this = ManuallyDrop::new(self);
+        if Ops::<T>::INLINE {
+            // SAFETY: the type check passed, so the slot holds an inline T; the
+            // Value is never dropped (ManuallyDrop), so the T moves out exactly once.
+            Ok(unsafe { this.slot.as_ptr().cast::<T>().read() })
+        } else {
+            // SAFETY: the type check passed, so the first word is Box<T>::into_raw;
+            // the Value is never dropped, so the box is reclaimed exactly once.
+            Ok(*unsafe { Box::from_raw(this.slot[0].assume_init() as *mut T) })
+        }
+    }
+
+    /// Borrows the stored value if it is a `T`.
+    ///
+    /// ```
+    /// let v = greenlet::Value::new(vec![1, 2, 3]);
+    /// assert_eq!(v.downcast_ref::<Vec<i32>>().map(Vec::len), Some(3));
+    /// ```
+    #[inline]
+    pub fn downcast_ref<T: 'static>(&self) -> Option<&T> {
+        if !self.is::<T>() {
+            return None;
+        }
+        if Ops::<T>::INLINE {
+            // SAFETY: the type check passed, so the slot holds a live inline T that
+            // lives as long as &self.
+            Some(unsafe { &*self.slot.as_ptr().cast::<T>() })
+        } else {
+            // SAFETY: the type check passed, so the first word points at a live
+            // boxed T owned by self.
+            Some(unsafe { &*(self.slot[0].assume_init() as *const T) })
+        }
+    }
+
+    /// The name of the stored type, as `std::any::type_name` spells it.
+    pub fn type_name(&self) -> &'static str {
+        (self.vtable.type_name)()
+    }
+}
+
+impl Drop for Value {
+    fn drop(&mut self) {
+        // SAFETY: the slot holds the value stored by Value::new with this vtable,
+        // not yet moved out (every move-out path forgets the Value).
+        unsafe { (self.vtable.drop)(&mut self.slot) }
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Value({})", self.type_name())
+    }
+}
+
+impl Default for Value {
+    /// The unit value, `Value::new(())`.
+    fn default() -> Value {
+        Value::new(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+
+    #[test]
+    fn inline_and_boxed_round_trip() {
+        assert!(Ops::<()>::INLINE && Ops::<u64>::INLINE && Ops::<(usize, usize)>::INLINE);
+        assert!(!Ops::<[u64; 3]>::INLINE && !Ops::<String>::INLINE);
+        assert_eq!(
+            Value::new([1u64, 2, 3]).downcast::<[u64; 3]>().unwrap(),
+            [1, 2, 3]
+        );
+        assert_eq!(
+            Value::new(String::from("s")).downcast::<String>().unwrap(),
+            "s"
+        );
+        assert_eq!(Value::new(5u128).downcast::<u128>().unwrap(), 5);
+    }
+
+    #[test]
+    fn drops_exactly_once() {
+        let rc = Rc::new(());
+        let v = Value::new(rc.clone());
+        assert_eq!(Rc::strong_count(&rc), 2);
+        drop(v);
+        assert_eq!(Rc::strong_count(&rc), 1);
+        let big = Value::new((rc.clone(), [0u64; 4]));
+        let (back, _) = big.downcast::<(Rc<()>, [u64; 4])>().unwrap();
+        assert_eq!(Rc::strong_count(&rc), 2);
+        drop(back);
+        let wrong = Value::new(rc.clone()).downcast::<u8>().unwrap_err();
+        assert_eq!(Rc::strong_count(&rc), 2);
+        drop(wrong);
+        assert_eq!(Rc::strong_count(&rc), 1);
+    }
+
+    #[test]
+    fn debug_names_the_type() {
+        assert_eq!(format!("{:?}", Value::new(1u8)), "Value(u8)");
+    }
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what it needs, then runs
+# formatting, lints, native tests (debug and release), every example, and the
+# full test suite under qemu-user for aarch64 and riscv64.
+#
+#   ./test.sh            everything
+#   ./test.sh native     skip the cross targets
+#
+# PROPTEST_CASES sets the fuzzing depth (defaults below: more natively, fewer under qemu).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+CROSS_TARGETS=(aarch64-unknown-linux-gnu riscv64gc-unknown-linux-gnu)
+mode="${1:-all}"
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+need_apt=()
+for pkg_cmd in "qemu-user:qemu-aarch64" "gcc-aarch64-linux-gnu:aarch64-linux-gnu-gcc" \
+               "gcc-riscv64-linux-gnu:riscv64-linux-gnu-gcc" "valgrind:valgrind"; do
+  command -v "${pkg_cmd#*:}" >/dev/null 2>&1 || need_apt+=("${pkg_cmd%%:*}")
+done
+[ -d /usr/aarch64-linux-gnu/lib ] || need_apt+=(libc6-dev-arm64-cross)
+[ -d /usr/riscv64-linux-gnu/lib ] || need_apt+=(libc6-dev-riscv64-cross)
+if [ "$mode" = all ] && [ ${#need_apt[@]} -gt 0 ]; then
+  step "installing ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if [ "$mode" = all ]; then
+  installed=$(rustup target list --installed)
+  for t in "${CROSS_TARGETS[@]}"; do
+    grep -qx "$t" <<<"$installed" || rustup target add "$t"
+  done
+fi
+rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "native tests (debug)"
+PROPTEST_CASES="${PROPTEST_CASES:-1000}" cargo test
+
+step "native tests (release)"
+PROPTEST_CASES="${PROPTEST_CASES:-1000}" cargo test --release
+
+step "examples"
+for ex in examples/*.rs; do
+  name=$(basename "$ex" .rs)
+  echo "--- example $name"
+  cargo run -q --release --example "$name" >/dev/null
+done
+out=$(cargo run -q --example concepts)
+expected=$'[gr1] main  -> test1\n[gr2] test1 -> test2\n[gr1] test1 <- test2\ntest1 done\ngr1 dead: true\ngr2 dead: false'
+if [ "$out" != "$expected" ]; then
+  echo "examples/concepts printed:"; echo "$out"; echo "expected:"; echo "$expected"; exit 1
+fi
+echo "concepts prints the six expected lines"
+
+if [ "$mode" = all ]; then
+  for t in "${CROSS_TARGETS[@]}"; do
+    step "tests under qemu: $t"
+    PROPTEST_CASES="${PROPTEST_CASES_QEMU:-200}" cargo test --target "$t"
+    cargo run -q --target "$t" --example concepts | diff - <(printf '%s\n' "$expected")
+  done
+fi
+
+step "all green"

@@ -42,6 +42,16 @@
 //! Handles are `!Send` and `!Sync`, so a greenlet can never be switched to from
 //! another thread: that is a compile error, not a run-time one.
 //!
+//! ```compile_fail
+//! let g = greenlet::Greenlet::new(|_| ());
+//! std::thread::spawn(move || g.switch(())); // error: `Greenlet` cannot be sent between threads
+//! ```
+//!
+//! ```compile_fail
+//! let v = greenlet::Value::new(1u8);
+//! std::thread::spawn(move || drop(v)); // error: a `Value` may hold an `Rc`: not `Send`
+//! ```
+//!
 //! # How it is built
 //!
 //! The stack switch is hand-written assembly, one file per CPU family

@@ -358,7 +358,7 @@ impl Greenlet {
         }
         let mut ancestor = Some(parent.ptr.as_ptr() as *const Inner);
         while let Some(p) = ancestor {
-            if p == self.ptr.as_ptr() as *const Inner {
+            if std::ptr::eq(p, self.ptr.as_ptr()) {
                 return Err(Error::CyclicParent);
             }
             // SAFETY: `parent` is live (we hold a handle) and each parent link
@@ -447,7 +447,12 @@ impl Greenlet {
     /// assert_eq!(g.switch(()).downcast::<bool>().unwrap(), true);
     /// ```
     pub fn is_current(&self) -> bool {
-        thread::current_ptr() == self.ptr.as_ptr() as *const Inner
+        std::ptr::eq(thread::current_ptr(), self.ptr.as_ptr())
+    }
+
+    /// A number that identifies this greenlet among the live ones (its address).
+    pub(crate) fn identity(&self) -> usize {
+        self.ptr.as_ptr() as usize
     }
 
     #[inline]

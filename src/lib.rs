@@ -66,14 +66,18 @@
 #[doc(hidden)]
 pub mod arch;
 mod error;
+mod generator;
 mod greenlet;
+mod local;
 pub mod stack;
 mod switching;
 mod thread;
 mod value;
 
 pub use crate::error::{Error, GreenletExit};
+pub use crate::generator::{Generator, GeneratorState, Yielder};
 pub use crate::greenlet::{Builder, Greenlet, WeakGreenlet};
+pub use crate::local::GreenletLocal;
 pub use crate::thread::{gettrace, settrace, Event, Tracer};
 pub use crate::value::Value;
 

@@ -136,9 +136,8 @@ unsafe fn switch_to(
             &transfer as *const Transfer as usize,
         )
     };
-    // Whoever resumed us has already copied `transfer` out (or never read it,
-    // if we are dying and never come back).
-    std::mem::forget(transfer);
+    // Whoever resumed us has already moved the message out of `transfer`
+    // (it is ManuallyDrop, so nothing is dropped twice here).
     // SAFETY: the word is a Transfer pointer from whoever resumed us.
     unsafe { after_switch(word) }
 }
@@ -225,6 +224,8 @@ pub(crate) unsafe extern "C" fn entry(word: usize, arg: usize) -> ! {
             unreachable!("greenlet invariant: an unstarted greenlet has its run closure")
         }
     };
+    // Greenlet-local values die with the greenlet, on its own stack.
+    quietly(|| crate::local::clear(me as usize));
     // SAFETY: `me` is the running greenlet, about to die.
     unsafe { die(me, outcome) }
 }
@@ -273,7 +274,12 @@ pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
 }
 
 fn drop_quietly<T>(value: T) {
-    if let Err(inner) = panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
+    quietly(move || drop(value))
+}
+
+/// Runs a cleanup step whose destructors might panic, containing the panic.
+fn quietly(cleanup: impl FnOnce()) {
+    if let Err(inner) = panic::catch_unwind(AssertUnwindSafe(cleanup)) {
         crate::report("greenlet: a destructor panicked while a value was being discarded; that panic is ignored");
         // A payload of a payload that panics too: leak it rather than loop.
         std::mem::forget(inner);

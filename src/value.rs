@@ -195,8 +195,9 @@ mod tests {
 
     #[test]
     fn inline_and_boxed_round_trip() {
-        assert!(Ops::<()>::INLINE && Ops::<u64>::INLINE && Ops::<(usize, usize)>::INLINE);
-        assert!(!Ops::<[u64; 3]>::INLINE && !Ops::<String>::INLINE);
+        const _: () =
+            assert!(Ops::<()>::INLINE && Ops::<u64>::INLINE && Ops::<(usize, usize)>::INLINE);
+        const _: () = assert!(!Ops::<[u64; 3]>::INLINE && !Ops::<String>::INLINE);
         assert_eq!(
             Value::new([1u64, 2, 3]).downcast::<[u64; 3]>().unwrap(),
             [1, 2, 3]

@@ -280,13 +280,15 @@ fn a_panic_can_be_caught_inside_a_greenlet_parent() {
     assert_eq!(outer.switch(()).downcast::<&str>().unwrap(), "inner failed");
 }
 
+/// Recursion that cannot be turned into a loop: each frame keeps a 64-byte
+/// buffer alive across the call and sums the depths it returns.
 fn recurse(depth: u64) -> u64 {
     let buf = std::hint::black_box([depth as u8; 64]);
     if depth == 0 {
-        buf[0] as u64
-    } else {
-        1 + recurse(depth - 1) + std::hint::black_box(buf[1]) as u64 * 0
+        return 0;
     }
+    let below = recurse(depth - 1);
+    below + 1 + u64::from(std::hint::black_box(buf)[0] == depth as u8) - 1
 }
 
 #[test]

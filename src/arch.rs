@@ -3,7 +3,7 @@
 //! Everything CPU-specific on the Rust side lives here: the two extern symbols
 //! and, per CPU family, the shape of the *initial frame* that makes the first
 //! switch into a fresh stack "return" into the entry trampoline. Porting to a
-//! new CPU means one new `asm/<arch>.S` and one new `cfg` arm in [`layout`].
+//! new CPU means one new `asm/<arch>.S` and one new `cfg` arm in its private `layout` module.
 //!
 //! The contract with the assembly (SPEC §5):
 //! * `switch(save_sp, load_sp, transfer)` pushes every callee-saved register and

@@ -80,6 +80,15 @@ mod layout {
         pub const FP_CONTROL: Option<(usize, usize)> = None; // fcsr 0 = defaults
     }
 
+    #[cfg(target_arch = "s390x")]
+    mod imp {
+        pub const FRAME_WORDS: usize = 18;
+        pub const RETURN_SLOT: usize = 8; // r14
+        pub const ENTRY_FN_SLOT: usize = 1; // r7
+        pub const ENTRY_ARG_SLOT: usize = 0; // r6
+        pub const FP_CONTROL: Option<(usize, usize)> = None; // FPC 0 = defaults
+    }
+
     pub use imp::*;
 
     // A frame must keep the stack pointer 16-byte aligned on every supported ABI.

@@ -424,6 +424,24 @@ mod rounding {
         // SAFETY: 0..=3 are valid static rounding modes (RNE, RTZ, RDN, RUP).
         unsafe { std::arch::asm!("fsrm {}", in(reg) (mode & 3) as u64, options(nomem, nostack)) };
     }
+    #[cfg(target_arch = "s390x")]
+    pub fn get() -> u32 {
+        let fpc: u64;
+        // SAFETY: efpc only copies the FP control register into a GPR.
+        unsafe { std::arch::asm!("efpc {}", out(reg) fpc, options(nomem, nostack)) };
+        (fpc & 3) as u32
+    }
+    #[cfg(target_arch = "s390x")]
+    pub fn set(mode: u32) {
+        // SAFETY: read-modify-write of the BFP rounding-mode field (the low two
+        // bits of FPC); 0..=3 are all valid modes.
+        unsafe {
+            let mut fpc: u64;
+            std::arch::asm!("efpc {}", out(reg) fpc, options(nomem, nostack));
+            fpc = (fpc & !3) | u64::from(mode & 3);
+            std::arch::asm!("sfpc {}", in(reg) fpc, options(nomem, nostack));
+        }
+    }
 }
 
 #[test]

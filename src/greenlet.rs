@@ -113,35 +113,52 @@ impl Inner {
 
     /// Called when the strong count has just dropped to zero.
     ///
+    /// Releasing a greenlet drops its parent link, which may be the parent's
+    /// last handle, and so on up a chain that can be tens of thousands long:
+    /// the walk up is a loop, not a recursion, so it cannot overflow the stack.
+    ///
     /// # Safety
     /// `this` must be live, with strong count 0, and no handle may be made
     /// from it except through resurrection here.
     #[cold]
-    unsafe fn last_handle_dropped(this: NonNull<Inner>) {
-        // SAFETY: live per the caller.
-        let inner = unsafe { this.as_ref() };
-        if inner.state.get() == State::Started && !inner.is_main {
-            // SAFETY: forwarded contract.
-            if !unsafe { kill(this) } {
-                return; // resurrected or deliberately leaked
+    unsafe fn last_handle_dropped(mut this: NonNull<Inner>) {
+        loop {
+            // SAFETY: live per the caller (or, on later rounds, because we held
+            // the parent's last strong count).
+            let inner = unsafe { this.as_ref() };
+            if inner.state.get() == State::Started && !inner.is_main {
+                // SAFETY: forwarded contract.
+                if !unsafe { kill(this) } {
+                    return; // resurrected or deliberately leaked
+                }
             }
-        }
-        // Dead, unstarted, or a main greenlet: release what it owns. Unstarted
-        // closures are simply dropped (SPEC S10). Taking the fields out first
-        // keeps `inner` consistent if one of these drops re-enters.
-        let run = inner.run.take();
-        let stack = inner.stack.take();
-        let parent = inner.parent.take();
-        inner.state.set(State::Dead);
-        if let Some(stack) = stack {
-            stack::release(stack);
-        }
-        drop(run);
-        drop(parent);
-        if inner.weak.get() == 0 {
-            // SAFETY: no strong and no weak handle is left; the allocation came
-            // from Box::into_raw.
-            drop(unsafe { Box::from_raw(this.as_ptr()) });
+            // Dead, unstarted, or a main greenlet: release what it owns. Unstarted
+            // closures are simply dropped (SPEC S10). Taking the fields out first
+            // keeps `inner` consistent if one of these drops re-enters.
+            let run = inner.run.take();
+            let stack = inner.stack.take();
+            let parent = inner.parent.take();
+            inner.state.set(State::Dead);
+            if let Some(stack) = stack {
+                stack::release(stack);
+            }
+            drop(run);
+            if inner.weak.get() == 0 {
+                // SAFETY: no strong and no weak handle is left; the allocation
+                // came from Box::into_raw.
+                drop(unsafe { Box::from_raw(this.as_ptr()) });
+            }
+            let Some(parent) = parent else { return };
+            // SAFETY: the link is a strong handle, so the parent is live.
+            let parent_inner = unsafe { parent.ptr.as_ref() };
+            if parent_inner.strong.get() > 1 {
+                return drop(parent); // not the last handle: a plain decrement
+            }
+            // The last handle: release the parent on the next round instead of
+            // recursing through Drop.
+            this = parent.ptr;
+            std::mem::forget(parent);
+            parent_inner.strong.set(0);
         }
     }
 }

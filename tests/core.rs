@@ -520,3 +520,31 @@ fn handles_compare_and_hash_by_identity() {
     let dbg = format!("{a:?}");
     assert!(dbg.contains("unstarted"), "{dbg}");
 }
+
+#[test]
+fn dropping_a_long_parent_chain_does_not_recurse() {
+    // 20k greenlets, each the parent of the next; dropping the leaf releases
+    // the whole chain. On a 256 KiB thread stack, a recursive release (a few
+    // frames per level) would overflow long before the end.
+    let released = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(|| {
+            let witness = Rc::new(());
+            let mut leaf = Greenlet::new(|_| ());
+            for _ in 0..20_000 {
+                let w = witness.clone();
+                leaf = Greenlet::builder()
+                    .parent(&leaf)
+                    .stack_size(16 << 10)
+                    .spawn(move |_| drop(w))
+                    .unwrap();
+            }
+            assert_eq!(Rc::strong_count(&witness), 20_001);
+            drop(leaf);
+            Rc::strong_count(&witness)
+        })
+        .unwrap()
+        .join()
+        .expect("the thread must not crash");
+    assert_eq!(released, 1, "every closure in the chain was dropped");
+}

@@ -45,6 +45,9 @@ cargo fmt --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+
 step "native tests (debug)"
 PROPTEST_CASES="${PROPTEST_CASES:-1000}" cargo test
 

@@ -69,9 +69,11 @@ mod error;
 mod generator;
 mod greenlet;
 mod local;
+mod overflow;
 pub mod stack;
 mod switching;
 mod thread;
+mod valgrind;
 mod value;
 
 pub use crate::error::{Error, GreenletExit};

@@ -71,6 +71,8 @@ pub fn usable_size_for(requested: usize) -> io::Result<usize> {
 /// One mapped stack with its guard page.
 pub struct Stack {
     map: MmapMut,
+    /// Valgrind's id for this stack (0 when not running under Valgrind).
+    valgrind_id: usize,
 }
 
 impl Stack {
@@ -93,7 +95,11 @@ impl Stack {
             let err = io::Error::last_os_error();
             return Err(annotate(err, usable + page));
         }
-        Ok(Stack { map })
+        // A guard-page hit on this thread must be reported (src/overflow.rs).
+        crate::overflow::prepare_thread();
+        let start = map.as_ptr() as usize;
+        let valgrind_id = crate::valgrind::register_stack(start + page, start + map.len());
+        Ok(Stack { map, valgrind_id })
     }
 
     /// Exclusive upper end of the stack: where the first frame goes below.
@@ -115,6 +121,13 @@ impl Stack {
     pub fn guard_range(&self) -> (usize, usize) {
         let start = self.map.as_ptr() as usize;
         (start, start + page_size())
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        crate::valgrind::deregister_stack(self.valgrind_id);
+        // The mapping itself is released by MmapMut's destructor.
     }
 }
 

@@ -3,72 +3,20 @@
 //! without this crate (src/overflow.rs, SPEC §6).
 //!
 //! A process that overflows cannot report to a test harness, so each test
-//! re-runs this test binary as a child, with only itself selected and
-//! `GREENLET_OVERFLOW_CHILD=1` set; in the child the same test function plays
-//! the scenario, and in the parent it checks how the child died.
-//!
-//! Under qemu-user without binfmt_misc the child cannot be executed directly;
-//! the tests then start it through `qemu-<arch> -L <sysroot>` (the sysroot comes
-//! from `QEMU_LD_PREFIX`, else `/usr/<arch>-linux-gnu`), and fail loudly if
-//! neither works.
+//! re-runs this test binary as a child with only itself selected (see
+//! tests/support/child.rs, which also covers qemu-user); in the child the same
+//! test function plays the scenario, and in the parent it checks how the child
+//! died.
 
 use std::hint::black_box;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use greenlet::Greenlet;
 
-const CHILD: &str = "GREENLET_OVERFLOW_CHILD";
-
-fn in_child() -> bool {
-    std::env::var_os(CHILD).is_some()
-}
-
-/// Runs test `name` of this binary alone, as a child process in child mode.
-fn run_child(name: &str) -> Output {
-    let exe = std::env::current_exe().expect("path of the test binary");
-    let args = [name, "--exact", "--nocapture", "--test-threads=1"];
-    let direct = Command::new(&exe)
-        .args(args)
-        .env(CHILD, "1")
-        .env("RUST_BACKTRACE", "0")
-        .output();
-    // A foreign binary under qemu-user without binfmt_misc cannot be executed:
-    // either the spawn fails with ENOEXEC, or (with qemu's emulation of
-    // vfork-based spawning) the child exits with 127 before printing anything,
-    // which a test binary always does.
-    let never_ran = |out: &Output| {
-        out.status.code() == Some(127) && out.stdout.is_empty() && out.stderr.is_empty()
-    };
-    match direct {
-        Ok(out) if !never_ran(&out) => out,
-        Err(e) if e.raw_os_error() != Some(libc::ENOEXEC) => {
-            panic!("cannot re-run the test binary {}: {e}", exe.display())
-        }
-        _ => {
-            // Run the child through the emulator too.
-            let arch = std::env::consts::ARCH;
-            let sysroot = std::env::var("QEMU_LD_PREFIX")
-                .unwrap_or_else(|_| format!("/usr/{arch}-linux-gnu"));
-            let qemu = format!("qemu-{arch}");
-            Command::new(&qemu)
-                .arg("-L")
-                .arg(&sysroot)
-                .arg(&exe)
-                .args(args)
-                .env(CHILD, "1")
-                .env("RUST_BACKTRACE", "0")
-                .output()
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "OVERFLOW TESTS CANNOT RUN: {} is a foreign binary and `{qemu} -L {sysroot}` \
-                         failed to start it: {e}",
-                        exe.display()
-                    )
-                })
-        }
-    }
-}
+#[path = "support/child.rs"]
+mod child;
+use child::{in_child, run_child};
 
 fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

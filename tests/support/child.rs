@@ -1,0 +1,64 @@
+//! Re-running one test of the current test binary as a child process, for
+//! scenarios that end the process (an overflow, a fault) or whose report goes
+//! to stderr. In the child, `in_child()` is true and the same test function
+//! plays the scenario; in the parent it inspects the child's `Output`.
+//!
+//! Under qemu-user without binfmt_misc the child cannot be executed directly;
+//! it is then started through `qemu-<arch> -L <sysroot>` (the sysroot comes from
+//! `QEMU_LD_PREFIX`, else `/usr/<arch>-linux-gnu`), and the test fails loudly if
+//! neither works.
+
+use std::process::{Command, Output};
+
+/// Set in the environment of a child run.
+const CHILD: &str = "GREENLET_TEST_CHILD";
+
+pub fn in_child() -> bool {
+    std::env::var_os(CHILD).is_some()
+}
+
+/// Runs test `name` of this binary alone, as a child process in child mode.
+pub fn run_child(name: &str) -> Output {
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let args = [name, "--exact", "--nocapture", "--test-threads=1"];
+    let direct = Command::new(&exe)
+        .args(args)
+        .env(CHILD, "1")
+        .env("RUST_BACKTRACE", "0")
+        .output();
+    // A foreign binary under qemu-user without binfmt_misc cannot be executed:
+    // either the spawn fails with ENOEXEC, or (with qemu's emulation of
+    // vfork-based spawning) the child exits with 127 before printing anything,
+    // which a test binary always does.
+    let never_ran = |out: &Output| {
+        out.status.code() == Some(127) && out.stdout.is_empty() && out.stderr.is_empty()
+    };
+    match direct {
+        Ok(out) if !never_ran(&out) => out,
+        Err(e) if e.raw_os_error() != Some(libc::ENOEXEC) => {
+            panic!("cannot re-run the test binary {}: {e}", exe.display())
+        }
+        _ => {
+            // Run the child through the emulator too.
+            let arch = std::env::consts::ARCH;
+            let sysroot = std::env::var("QEMU_LD_PREFIX")
+                .unwrap_or_else(|_| format!("/usr/{arch}-linux-gnu"));
+            let qemu = format!("qemu-{arch}");
+            Command::new(&qemu)
+                .arg("-L")
+                .arg(&sysroot)
+                .arg(&exe)
+                .args(args)
+                .env(CHILD, "1")
+                .env("RUST_BACKTRACE", "0")
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "CHILD-PROCESS TESTS CANNOT RUN: {} is a foreign binary and `{qemu} -L {sysroot}` \
+                         failed to start it: {e}",
+                        exe.display()
+                    )
+                })
+        }
+    }
+}

@@ -8,6 +8,8 @@
 //! `QEMU_LD_PREFIX`, else `/usr/<arch>-linux-gnu`), and the test fails loudly if
 //! neither works.
 
+#![allow(dead_code)] // each test file uses part of this helper
+
 use std::process::{Command, Output};
 
 /// Set in the environment of a child run.
@@ -19,12 +21,18 @@ pub fn in_child() -> bool {
 
 /// Runs test `name` of this binary alone, as a child process in child mode.
 pub fn run_child(name: &str) -> Output {
+    run_child_with(name, &[])
+}
+
+/// [`run_child`] with extra environment variables for the child.
+pub fn run_child_with(name: &str, envs: &[(&str, &str)]) -> Output {
     let exe = std::env::current_exe().expect("path of the test binary");
     let args = [name, "--exact", "--nocapture", "--test-threads=1"];
     let direct = Command::new(&exe)
         .args(args)
         .env(CHILD, "1")
         .env("RUST_BACKTRACE", "0")
+        .envs(envs.iter().copied())
         .output();
     // A foreign binary under qemu-user without binfmt_misc cannot be executed:
     // either the spawn fails with ENOEXEC, or (with qemu's emulation of
@@ -51,6 +59,7 @@ pub fn run_child(name: &str) -> Output {
                 .args(args)
                 .env(CHILD, "1")
                 .env("RUST_BACKTRACE", "0")
+                .envs(envs.iter().copied())
                 .output()
                 .unwrap_or_else(|e| {
                     panic!(
@@ -60,5 +69,16 @@ pub fn run_child(name: &str) -> Output {
                     )
                 })
         }
+    }
+}
+
+/// True when this test binary cannot be executed directly by the kernel, i.e.
+/// it runs under qemu-user without binfmt_misc (host tools such as gdb cannot
+/// run it either then).
+pub fn emulated() -> bool {
+    let exe = std::env::current_exe().expect("path of the test binary");
+    match Command::new(&exe).arg("--list").output() {
+        Ok(out) => out.status.code() == Some(127) && out.stdout.is_empty(),
+        Err(e) => e.raw_os_error() == Some(libc::ENOEXEC),
     }
 }

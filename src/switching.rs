@@ -122,6 +122,13 @@ unsafe fn switch_to(
         message: ManuallyDrop::new(message),
         origin_died: dying,
     };
+    // A slab stack has no guard page: before anything else can run (and
+    // possibly on a neighbour's stack), make sure we did not run off its end.
+    // SAFETY: only a switch or a death writes the stack slot, and neither is
+    // under way on `cur`, which is running this very code.
+    if let Some(stack) = unsafe { &*cur.stack.as_ptr() } {
+        stack.check_canary();
+    }
     // CURRENT's reference moves into `transfer.origin`; CURRENT gets a new one on target.
     // SAFETY: target is live.
     unsafe { Inner::inc_strong(target) };
@@ -279,9 +286,17 @@ fn drop_quietly<T>(value: T) {
 
 /// Runs a cleanup step whose destructors might panic, containing the panic.
 fn quietly(cleanup: impl FnOnce()) {
-    if let Err(inner) = panic::catch_unwind(AssertUnwindSafe(cleanup)) {
+    if let Err(mut payload) = panic::catch_unwind(AssertUnwindSafe(cleanup)) {
         crate::report("greenlet: a destructor panicked while a value was being discarded; that panic is ignored");
-        // A payload of a payload that panics too: leak it rather than loop.
-        std::mem::forget(inner);
+        // That panic's payload may panic when dropped too: drop it (and its
+        // successors) a bounded number of times, then leak what is left
+        // rather than loop for ever.
+        for _ in 0..8 {
+            match panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+                Ok(()) => return,
+                Err(next) => payload = next,
+            }
+        }
+        std::mem::forget(payload);
     }
 }

@@ -14,7 +14,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 
 use crate::error::{Error, GreenletExit};
-use crate::stack::{self, Stack};
+use crate::stack::{self, Stack, StackKind};
 use crate::switching::{self, Message};
 use crate::thread;
 use crate::value::Value;
@@ -637,6 +637,7 @@ impl fmt::Debug for WeakGreenlet {
 pub struct Builder {
     stack_size: Option<usize>,
     parent: Option<Greenlet>,
+    stack_kind: StackKind,
 }
 
 impl Builder {
@@ -650,6 +651,24 @@ impl Builder {
     /// large to map make [`Builder::spawn`] fail.
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Where the stack comes from (default [`StackKind::Guarded`]). Choose
+    /// [`StackKind::Slab`] to keep hundreds of thousands or millions of
+    /// greenlets alive at once; without [`Builder::stack_size`] a slab stack has
+    /// [`stack::DEFAULT_SLAB_STACK_SIZE`] bytes.
+    ///
+    /// ```
+    /// use greenlet::{Greenlet, StackKind};
+    /// let g = Greenlet::builder()
+    ///     .stack_kind(StackKind::Slab)
+    ///     .spawn(|_| Greenlet::main().switch("paused"))
+    ///     .unwrap();
+    /// assert_eq!(g.switch(()).downcast::<&str>().unwrap(), "paused");
+    /// ```
+    pub fn stack_kind(mut self, kind: StackKind) -> Builder {
+        self.stack_kind = kind;
         self
     }
 
@@ -671,7 +690,12 @@ impl Builder {
         F: FnOnce(Value) -> R + 'static,
         R: 'static,
     {
-        let stack = stack::take(self.stack_size.unwrap_or(stack::DEFAULT_STACK_SIZE))?;
+        let default_size = match self.stack_kind {
+            StackKind::Guarded => stack::DEFAULT_STACK_SIZE,
+            StackKind::Slab => stack::DEFAULT_SLAB_STACK_SIZE,
+        };
+        let size = self.stack_size.unwrap_or(default_size);
+        let stack = stack::take_kind(size, self.stack_kind)?;
         let parent = self.parent.unwrap_or_else(Greenlet::current);
         let run: Run = Box::new(move |arg| Value::new(run(arg)));
         let top = stack.top();

@@ -70,6 +70,7 @@ mod generator;
 mod greenlet;
 mod local;
 mod overflow;
+mod slab;
 pub mod stack;
 mod switching;
 mod thread;
@@ -80,6 +81,7 @@ pub use crate::error::{Error, GreenletExit};
 pub use crate::generator::{Generator, GeneratorState, Yielder};
 pub use crate::greenlet::{Builder, Greenlet, WeakGreenlet};
 pub use crate::local::GreenletLocal;
+pub use crate::stack::StackKind;
 pub use crate::thread::{gettrace, settrace, Event, Tracer};
 pub use crate::value::Value;
 

@@ -3,6 +3,12 @@
 //! neighbour, and a small per-thread pool that recycles the stacks of dead
 //! greenlets so that create+run+die costs no system call.
 //!
+//! This module is the one place greenlet stack memory comes from. Besides the
+//! guarded stacks described here it hands out slab stacks
+//! ([`StackKind::Slab`], carved from shared mappings by the private `slab`
+//! module) for programs that need more live greenlets than the kernel allows
+//! mappings.
+//!
 //! ```text
 //!   high addresses
 //!   +---------------------------+ <- top()      (16-aligned, initial frame below)
@@ -68,11 +74,54 @@ pub fn usable_size_for(requested: usize) -> io::Result<usize> {
     })
 }
 
-/// One mapped stack with its guard page.
+/// Where a greenlet's stack memory comes from (see [`crate::Builder::stack_kind`]).
+///
+/// ```
+/// use greenlet::{Greenlet, StackKind};
+/// let g = Greenlet::builder().stack_kind(StackKind::Slab).spawn(|_| 7).unwrap();
+/// assert_eq!(g.switch(()).downcast::<i32>().unwrap(), 7);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum StackKind {
+    /// The default: one memory mapping per stack with a `PROT_NONE` guard page
+    /// below it, so that running off the end faults at once and the process
+    /// stops with a "greenlet stack overflow" message. Each stack costs two
+    /// kernel mappings, so `vm.max_map_count` (65530 by default) caps a process
+    /// near 32k live guarded greenlets.
+    #[default]
+    Guarded,
+    /// Small stacks carved out of large shared mappings (64 MiB chunks), for
+    /// hundreds of thousands to millions of live greenlets. There is no guard
+    /// page between neighbours: a canary below each stack is checked whenever
+    /// its greenlet switches away and when it dies, and an overwritten canary
+    /// aborts the process with "greenlet stack overflow (slab stack ...)".
+    /// Detection is after the fact, and a single frame larger than the canary
+    /// ([`SLAB_CANARY_BYTES`]) can jump over it into the neighbour unnoticed;
+    /// see `docs/scale.md`. Default size [`DEFAULT_SLAB_STACK_SIZE`].
+    Slab,
+}
+
+/// Stack size of a [`StackKind::Slab`] greenlet when
+/// [`crate::Builder::stack_size`] is not called: 64 KiB.
+pub const DEFAULT_SLAB_STACK_SIZE: usize = 64 << 10;
+
+/// Bytes of the canary below every slab stack.
+pub const SLAB_CANARY_BYTES: usize = crate::slab::CANARY_BYTES;
+
+pub use crate::slab::SlabStats;
+
+/// One greenlet stack: its own mapping with a guard page (made by
+/// [`Stack::new`]), or a slot of a slab ([`StackKind::Slab`]).
 pub struct Stack {
-    map: MmapMut,
+    memory: Memory,
     /// Valgrind's id for this stack (0 when not running under Valgrind).
     valgrind_id: usize,
+}
+
+enum Memory {
+    Guarded(MmapMut),
+    /// Goes back to this thread's slab free list when dropped.
+    Slab(crate::slab::Slot),
 }
 
 impl Stack {
@@ -99,28 +148,75 @@ impl Stack {
         crate::overflow::prepare_thread();
         let start = map.as_ptr() as usize;
         let valgrind_id = crate::valgrind::register_stack(start + page, start + map.len());
-        Ok(Stack { map, valgrind_id })
+        Ok(Stack {
+            memory: Memory::Guarded(map),
+            valgrind_id,
+        })
+    }
+
+    /// A slab stack of at least `requested` usable bytes (see [`StackKind::Slab`]).
+    fn new_slab(requested: usize) -> io::Result<Stack> {
+        let slot = crate::slab::take(usable_size_for(requested)?)?;
+        let valgrind_id =
+            crate::valgrind::register_stack(slot.bottom() as usize, slot.top() as usize);
+        Ok(Stack {
+            memory: Memory::Slab(slot),
+            valgrind_id,
+        })
     }
 
     /// Exclusive upper end of the stack: where the first frame goes below.
     pub fn top(&self) -> *mut u8 {
-        self.map.as_ptr().wrapping_add(self.map.len()) as *mut u8
+        match &self.memory {
+            Memory::Guarded(map) => map.as_ptr().wrapping_add(map.len()) as *mut u8,
+            Memory::Slab(slot) => slot.top(),
+        }
     }
 
-    /// Lowest usable address (just above the guard page).
+    /// Lowest usable address (just above the guard page or the canary).
     pub fn bottom(&self) -> *mut u8 {
-        self.map.as_ptr().wrapping_add(page_size()) as *mut u8
+        match &self.memory {
+            Memory::Guarded(map) => map.as_ptr().wrapping_add(page_size()) as *mut u8,
+            Memory::Slab(slot) => slot.bottom(),
+        }
     }
 
     /// Usable bytes between [`Stack::bottom`] and [`Stack::top`].
     pub fn usable_size(&self) -> usize {
-        self.map.len() - page_size()
+        match &self.memory {
+            Memory::Guarded(map) => map.len() - page_size(),
+            Memory::Slab(slot) => slot.usable_size(),
+        }
     }
 
-    /// Address range `[start, end)` of the guard page.
+    /// Address range `[start, end)` of the guard page, or of the canary of a
+    /// slab stack (which is ordinary writable memory: it never faults).
     pub fn guard_range(&self) -> (usize, usize) {
-        let start = self.map.as_ptr() as usize;
-        (start, start + page_size())
+        match &self.memory {
+            Memory::Guarded(map) => {
+                let start = map.as_ptr() as usize;
+                (start, start + page_size())
+            }
+            Memory::Slab(slot) => slot.canary_range(),
+        }
+    }
+
+    /// Which kind of stack this is.
+    pub fn kind(&self) -> StackKind {
+        match &self.memory {
+            Memory::Guarded(_) => StackKind::Guarded,
+            Memory::Slab(_) => StackKind::Slab,
+        }
+    }
+
+    /// Aborts the process with a "greenlet stack overflow (slab stack ...)"
+    /// message when this is a slab stack whose canary was overwritten; nothing
+    /// to do for a guarded stack, whose guard page faults at once.
+    #[inline]
+    pub(crate) fn check_canary(&self) {
+        if let Memory::Slab(slot) = &self.memory {
+            slot.check_canary();
+        }
     }
 }
 
@@ -158,8 +254,24 @@ thread_local! {
     static POOL: RefCell<Vec<Stack>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A stack of `requested` usable bytes, from this thread's pool when one of
-/// exactly that size is there, otherwise freshly mapped.
+/// A stack of `kind` with `requested` usable bytes (rounded as
+/// [`usable_size_for`] says): from the guarded pool or freshly mapped for
+/// [`StackKind::Guarded`] (as [`take`]), from this thread's slab for
+/// [`StackKind::Slab`].
+pub fn take_kind(requested: usize, kind: StackKind) -> io::Result<Stack> {
+    match kind {
+        StackKind::Guarded => take(requested),
+        StackKind::Slab => Stack::new_slab(requested),
+    }
+}
+
+/// This thread's slab statistics: chunks mapped, slots carved, slots free.
+pub fn slab_stats() -> SlabStats {
+    crate::slab::stats()
+}
+
+/// A guarded stack of `requested` usable bytes, from this thread's pool when
+/// one of exactly that size is there, otherwise freshly mapped.
 pub fn take(requested: usize) -> io::Result<Stack> {
     let usable = usable_size_for(requested)?;
     let pooled = POOL
@@ -177,8 +289,12 @@ pub fn take(requested: usize) -> io::Result<Stack> {
 }
 
 /// Gives a stack that no frame lives on any more back to this thread's pool,
-/// or unmaps it when the pool is full or the thread is shutting down.
+/// or unmaps it when the pool is full or the thread is shutting down. A slab
+/// stack goes back to this thread's slab free list.
 pub fn release(stack: Stack) {
+    if stack.kind() == StackKind::Slab {
+        return drop(stack); // Memory::Slab's slot returns itself to the slab
+    }
     let rejected = POOL.try_with(|pool| {
         let mut pool = pool.borrow_mut();
         if pool.len() < POOL_CAPACITY {

@@ -467,6 +467,36 @@ impl Greenlet {
         std::ptr::eq(thread::current_ptr(), self.ptr.as_ptr())
     }
 
+    /// The call stack of this greenlet where it is suspended, the way Python
+    /// exposes `gr_frame`: the frames from its pending `switch` (or `throw`)
+    /// down to the entry of its `run` closure.
+    ///
+    /// The greenlet does not resume: control goes to its stack only long enough
+    /// for the unwinder to walk it, and comes straight back; no tracer is
+    /// called and nothing else runs. The capture ignores `RUST_BACKTRACE`
+    /// (like [`Backtrace::force_capture`](std::backtrace::Backtrace::force_capture)).
+    /// The first frames shown are the crate's own switch machinery, under the
+    /// frame that called `switch`; stable Rust offers no way to trim them.
+    ///
+    /// Returns `None` for a greenlet that has not started (it has no frames
+    /// yet) or is dead (its stack is gone). For the running greenlet it is the
+    /// caller's own backtrace; for a suspended main greenlet, that of the code
+    /// that switched away from the thread's stack.
+    ///
+    /// ```
+    /// use greenlet::Greenlet;
+    /// let g = Greenlet::new(|_| Greenlet::main().switch(()));
+    /// assert!(g.backtrace().is_none()); // not started
+    /// g.switch(());
+    /// let frames = g.backtrace().unwrap();
+    /// # let _ = frames.to_string();
+    /// g.switch(());
+    /// assert!(g.is_dead() && g.backtrace().is_none());
+    /// ```
+    pub fn backtrace(&self) -> Option<std::backtrace::Backtrace> {
+        crate::introspect::backtrace(self.ptr.as_ptr())
+    }
+
     /// A number that identifies this greenlet among the live ones (its address).
     pub(crate) fn identity(&self) -> usize {
         self.ptr.as_ptr() as usize
@@ -558,6 +588,15 @@ impl fmt::Debug for Greenlet {
             d.field("main", &true);
         } else {
             d.field("parent", &self.inner().parent_ptr().unwrap_or(ptr::null()));
+        }
+        // Stack usage comes from the saved stack pointer and mincore(2): it
+        // touches no stack memory (src/introspect.rs).
+        if let Some(usage) = crate::introspect::stack_usage(self.inner(), self.is_current()) {
+            d.field("stack_size", &usage.size);
+            d.field("stack_in_use", &usage.in_use);
+            if let Some(high_water) = usage.high_water {
+                d.field("stack_high_water", &high_water);
+            }
         }
         d.finish()
     }

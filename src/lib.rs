@@ -68,6 +68,7 @@ pub mod arch;
 mod error;
 mod generator;
 mod greenlet;
+mod introspect;
 mod local;
 mod overflow;
 mod slab;

@@ -143,6 +143,10 @@ unsafe fn switch_to(
             &transfer as *const Transfer as usize,
         )
     };
+    // An introspection request (src/introspect.rs) is answered here, on this
+    // stack, without resuming the caller; `word` is then the real switch's.
+    // SAFETY: `current` is the greenlet whose pending switch received `word`.
+    let word = unsafe { crate::introspect::serve(word, current) };
     // Whoever resumed us has already moved the message out of `transfer`
     // (it is ManuallyDrop, so nothing is dropped twice here).
     // SAFETY: the word is a Transfer pointer from whoever resumed us.

@@ -65,6 +65,8 @@
 
 #[doc(hidden)]
 pub mod arch;
+#[cfg(feature = "asan")]
+mod asan;
 mod error;
 mod generator;
 mod greenlet;

@@ -133,6 +133,10 @@ unsafe fn switch_to(
     // SAFETY: target is live.
     unsafe { Inner::inc_strong(target) };
     thread::set_current(target);
+    #[cfg(feature = "asan")]
+    let mut fiber = crate::asan::Suspended::fresh();
+    #[cfg(feature = "asan")]
+    crate::asan::start_switch(&mut fiber, tgt, dying);
     // SAFETY: `cur.sp` is where the resumer will look for our stack pointer;
     // `tgt.sp` holds a frame saved by the switch (suspended) or made by
     // init_stack (unstarted), not resumed since. Nothing here can unwind.
@@ -147,6 +151,9 @@ unsafe fn switch_to(
     // stack, without resuming the caller; `word` is then the real switch's.
     // SAFETY: `current` is the greenlet whose pending switch received `word`.
     let word = unsafe { crate::introspect::serve(word, current) };
+    #[cfg(feature = "asan")]
+    // SAFETY: the word is a Transfer pointer from whoever resumed us.
+    crate::asan::finish_switch(&fiber, unsafe { (*(word as *const Transfer)).origin });
     // Whoever resumed us has already moved the message out of `transfer`
     // (it is ManuallyDrop, so nothing is dropped twice here).
     // SAFETY: the word is a Transfer pointer from whoever resumed us.
@@ -213,6 +220,11 @@ fn call_tracer(message: Message, origin: &Greenlet) -> Message {
 /// into the greenlet and its `Inner` as `arg`.
 pub(crate) unsafe extern "C" fn entry(word: usize, arg: usize) -> ! {
     let me = arg as *const Inner;
+    #[cfg(feature = "asan")]
+    // SAFETY: the first switch into a greenlet passes a Transfer.
+    crate::asan::finish_switch(&crate::asan::Suspended::fresh(), unsafe {
+        (*(word as *const Transfer)).origin
+    });
     // SAFETY: the first switch into a greenlet passes a Transfer.
     let message = unsafe { after_switch(word) };
     // SAFETY: CURRENT owns a reference to `me` while it runs.

@@ -164,6 +164,9 @@ fn gdb_bt_inside_a_greenlet_ends_at_the_trampoline() {
         .arg(&exe)
         .args([NAME, "--exact", "--test-threads=1"])
         .env("GREENLET_TEST_CHILD", "1")
+        // A preloaded tool runtime (Valgrind's, ASan's) is for this process,
+        // not for gdb.
+        .env_remove("LD_PRELOAD")
         .output();
     let out = match gdb {
         Ok(out) => out,

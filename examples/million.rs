@@ -13,8 +13,14 @@
 //!
 //! Every greenlet is started and pauses in a switch back to main, holding a
 //! value on its own stack; with all of them alive at once the example prints
-//! the resident memory per greenlet. Then it resumes each once, each finishes,
-//! and the results are checked.
+//! the resident memory per greenlet. Then it resumes each once (each pauses
+//! again: a round trip through a million cold stacks), then once more, when
+//! each finishes, and the results are checked. Last, the cost of a switch
+//! between two hot greenlets.
+//!
+//! `GREENLET_STACK_KIND=guarded` runs the same with guarded stacks, for
+//! comparison (expect it to fail near 32k greenlets: `vm.max_map_count`).
+//! `GREENLET_STACK_SIZE=<bytes>` sets the stack size.
 
 use std::time::Instant;
 
@@ -33,6 +39,11 @@ fn main() {
                 .expect("GREENLET_STACK_SIZE must be a number of bytes")
         })
         .unwrap_or(stack::DEFAULT_SLAB_STACK_SIZE);
+    let kind = match std::env::var("GREENLET_STACK_KIND").as_deref() {
+        Ok("guarded") => StackKind::Guarded,
+        Ok("slab") | Err(_) => StackKind::Slab,
+        Ok(other) => panic!("GREENLET_STACK_KIND must be slab or guarded, not {other:?}"),
+    };
 
     let main = Greenlet::main();
     let rss_before = resident_bytes();
@@ -41,15 +52,21 @@ fn main() {
     let mut greenlets = Vec::with_capacity(count);
     for i in 0..count {
         let g = Greenlet::builder()
-            .stack_kind(StackKind::Slab)
+            .stack_kind(kind)
             .stack_size(stack_size)
             .spawn(move |_| {
                 // Lives on this greenlet's stack while it is suspended.
                 let mine = [i as u64; 4];
+                Greenlet::main().switch(());
                 let back: u64 = Greenlet::main().switch(()).downcast().unwrap();
                 std::hint::black_box(mine).iter().sum::<u64>() + back
             })
-            .unwrap_or_else(|e| panic!("greenlet {i}: {e}"));
+            .unwrap_or_else(|e| {
+                // Not a panic: with the process out of mappings, even printing
+                // a panic's backtrace may fail.
+                eprintln!("greenlet {i} of {count} cannot be created: {e}");
+                std::process::exit(1)
+            });
         g.switch(());
         greenlets.push(g);
     }
@@ -62,7 +79,7 @@ fn main() {
 
     let per_greenlet = (rss_alive.saturating_sub(rss_before)) as f64 / count.max(1) as f64;
     let slabs = stack::slab_stats();
-    println!("{count} live suspended greenlets on slab stacks of {stack_size} bytes");
+    println!("{count} live suspended greenlets on {kind:?} stacks of {stack_size} bytes");
     println!(
         "  created and started in {:.2?} ({:.0} ns each)",
         create_time,
@@ -78,6 +95,17 @@ fn main() {
     println!(
         "  memory mappings: {maps_before} before, {maps_alive} with all alive ({} slab chunks)",
         slabs.chunks
+    );
+
+    let round = Instant::now();
+    for g in &greenlets {
+        g.switch(());
+    }
+    let round_time = round.elapsed();
+    println!(
+        "  resumed each once, each paused again, in {:.2?} ({:.0} ns per switch, cold)",
+        round_time,
+        round_time.as_nanos() as f64 / (2 * count.max(1)) as f64
     );
 
     let resumed = Instant::now();
@@ -100,6 +128,26 @@ fn main() {
     println!(
         "  slab slots: {} carved, {} free for reuse",
         slabs.carved, slabs.free
+    );
+    drop(greenlets);
+
+    // Hot: two greenlets switching back and forth, caches warm.
+    let rounds = 1_000_000u32;
+    let ping = Greenlet::builder()
+        .stack_kind(kind)
+        .spawn(move |_| loop {
+            Greenlet::main().switch(());
+        })
+        .unwrap();
+    ping.switch(());
+    let hot = Instant::now();
+    for _ in 0..rounds {
+        ping.switch(());
+    }
+    let hot_time = hot.elapsed();
+    println!(
+        "  hot switch between two greenlets: {:.1} ns",
+        hot_time.as_nanos() as f64 / (2 * rounds) as f64
     );
 }
 

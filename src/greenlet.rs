@@ -183,9 +183,14 @@ unsafe fn kill(this: NonNull<Inner>) -> bool {
         ptr: this,
         _not_send: PhantomData,
     };
-    inner.parent.set(Some(Greenlet::current()));
+    // The dropper is the parent for the duration of the kill, so that control
+    // comes back here; the old parent link is kept, not dropped (it may be the
+    // old parent's last handle), and put back afterwards, as Python does, for
+    // a greenlet that survives or is resurrected.
+    let old_parent = inner.parent.replace(Some(Greenlet::current()));
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| g.throw(GreenletExit)));
     inner.dying.set(false);
+    restore_parent(inner, this, old_parent);
     if let Err(payload) = outcome {
         crate::report(&format!(
             "greenlet: a greenlet killed on drop raised a panic instead of dying quietly: {}",
@@ -212,6 +217,26 @@ unsafe fn kill(this: NonNull<Inner>) -> bool {
     crate::report("greenlet: a greenlet dropped while suspended did not die when GreenletExit was thrown into it; its stack is leaked, never freed under live frames");
     std::mem::forget(g);
     false
+}
+
+/// Puts back the parent a killed greenlet had before the kill, unless that
+/// would now close a cycle (the old parent was re-parented under the greenlet
+/// while it was being killed): then the dropper stays its parent.
+fn restore_parent(inner: &Inner, this: NonNull<Inner>, old_parent: Option<Greenlet>) {
+    let Some(old) = old_parent else { return };
+    let mut ancestor = Some(old.ptr.as_ptr() as *const Inner);
+    while let Some(p) = ancestor {
+        if ptr::eq(p, this.as_ptr()) {
+            return drop(old);
+        }
+        // SAFETY: `old` is live (we hold it) and each parent link is a strong
+        // handle, so every ancestor is live.
+        ancestor = unsafe { (*p).parent_ptr() };
+    }
+    // The temporary link to the dropper is never its last handle: the dropper
+    // is running (CURRENT holds it), so this drop runs no code.
+    let dropper = inner.parent.replace(Some(old));
+    drop(dropper);
 }
 
 /// A handle to a greenlet: a pseudo-thread with its own stack that runs only

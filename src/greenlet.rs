@@ -351,7 +351,9 @@ impl Greenlet {
     /// once and `err` goes to its parent; into the current greenlet, `err` is
     /// raised right here; into a dead one, in its first live ancestor.
     ///
-    /// Throwing [`GreenletExit`] asks a greenlet to die quietly.
+    /// Throwing [`GreenletExit`] asks a greenlet to die quietly. Thrown into a
+    /// dead greenlet, it is handled as that greenlet's death would be: its
+    /// first live ancestor receives `Value::new(GreenletExit)`, not a panic.
     ///
     /// ```
     /// use greenlet::Greenlet;

@@ -69,7 +69,15 @@ fn first_live(mut g: *const Inner) -> *const Inner {
 /// returns what is later switched back to the caller.
 pub(crate) fn transfer(target: *const Inner, message: Message) -> Value {
     let current = thread::current_ptr();
-    let target = first_live(target);
+    let live = first_live(target);
+    // A throw into a dead greenlet is handled as its death would be (as in
+    // Python's greenlet): GreenletExit becomes a plain return value (SPEC S6)
+    // and anything else is raised in the first live ancestor.
+    let message = match message {
+        Message::Throw(payload) if live != target => death_by_panic(payload),
+        message => message,
+    };
+    let target = live;
     if target == current {
         let message = trace_self(current, message);
         return deliver(message);

@@ -337,6 +337,35 @@ fn a_cycle_through_a_suspended_stack_is_not_collected() {
     assert_eq!(*log.borrow(), ["outer's frame"]);
 }
 
+#[test]
+fn a_temporary_handle_to_itself_held_across_a_switch_prevents_the_kill() {
+    // `Greenlet::current().parent().unwrap().switch(x)` keeps the temporary
+    // `Greenlet::current()` alive until the end of the statement, that is
+    // across the switch: the greenlet then holds a handle to itself and is
+    // never killed on drop (Rust's temporary lifetimes; docs/semantics.md).
+    // Binding the parent first (`let p = ...; p.switch(x)`) avoids it.
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let (l1, l2) = (log.clone(), log.clone());
+    let holds_itself = Greenlet::new(move |_| {
+        let _guard = Guard("temporary", l1);
+        Greenlet::current().parent().unwrap().switch(());
+    });
+    let binds_first = Greenlet::new(move |_| {
+        let _guard = Guard("bound", l2);
+        let parent = Greenlet::current().parent().unwrap();
+        parent.switch(());
+    });
+    holds_itself.switch(());
+    binds_first.switch(());
+    let weak = holds_itself.downgrade();
+    drop(holds_itself);
+    drop(binds_first);
+    assert_eq!(*log.borrow(), ["bound"], "only the bound one was killed");
+    let g = weak.upgrade().expect("kept alive by its own temporary");
+    assert!(g.throw(GreenletExit).is::<GreenletExit>());
+    assert_eq!(*log.borrow(), ["bound", "temporary"]);
+}
+
 // ------------------------------------------------- reported on stderr (children)
 
 #[test]

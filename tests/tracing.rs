@@ -397,6 +397,33 @@ fn a_kill_from_a_child_returns_to_the_dropper() {
 }
 
 #[test]
+fn a_kill_answered_by_another_panic_goes_back_as_a_throw() {
+    // Python: [..., ('throw', (main, g)), ('throw', (g, main))]; the panic
+    // itself is reported on stderr (one expected line in the test output).
+    let log = traced(|rec| {
+        let g = Greenlet::new(|_| {
+            let caught = panic::catch_unwind(|| Greenlet::main().switch(()));
+            assert!(caught.unwrap_err().is::<GreenletExit>());
+            raise(SomeError("expected: answering a kill with another panic"));
+        });
+        rec.name(&g, "g");
+        g.switch(());
+        drop(g);
+        "dropped".to_string()
+    });
+    assert_eq!(
+        log,
+        [
+            "switch main->g",
+            "switch g->main",
+            "throw main->g",
+            "throw g->main",
+            "dropped"
+        ]
+    );
+}
+
+#[test]
 fn dropping_an_unstarted_greenlet_is_not_traced() {
     let log = traced(|rec| {
         let g = Greenlet::new(|_| 1);

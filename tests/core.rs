@@ -548,3 +548,11 @@ fn dropping_a_long_parent_chain_does_not_recurse() {
         .expect("the thread must not crash");
     assert_eq!(released, 1, "every closure in the chain was dropped");
 }
+
+#[test]
+fn handles_can_be_used_in_catch_unwind_without_assert_unwind_safe() {
+    let g = Greenlet::new(|_| -> () { panic!("no") });
+    let weak = g.downgrade();
+    assert!(catch_unwind(|| g.switch(())).is_err());
+    assert!(catch_unwind(|| weak.upgrade().map(|h| h.is_dead())).unwrap() == Some(true));
+}

@@ -595,13 +595,8 @@ impl Drop for Greenlet {
 // A handle stays meaningful after a panic: every state change in this crate
 // (switch, death, kill, re-parenting) is finished before anything that can
 // panic runs, and a panic mid-`run` is itself a defined outcome (S5). So a
-// handle may be used inside and after `catch_unwind` without AssertUnwindSafe.
-//
-// ```
-// let g = greenlet::Greenlet::new(|_| -> () { panic!("no") });
-// assert!(std::panic::catch_unwind(|| g.switch(())).is_err());
-// assert!(g.is_dead());
-// ```
+// handle may be used inside and after `catch_unwind` without AssertUnwindSafe
+// (tests/core.rs checks that this compiles and behaves).
 impl std::panic::UnwindSafe for Greenlet {}
 impl std::panic::RefUnwindSafe for Greenlet {}
 impl std::panic::UnwindSafe for WeakGreenlet {}

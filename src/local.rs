@@ -118,8 +118,17 @@ fn insert(greenlet: usize, key: usize, value: Rc<dyn Any>) {
 
 /// Drops every value of the greenlet with identity `greenlet` (at its death).
 pub(crate) fn clear(greenlet: usize) {
+    // Every death comes here: skip the hashing when no greenlet of this thread
+    // holds a value (the common case).
     let slots = TABLE
-        .try_with(|t| t.borrow_mut().remove(&greenlet))
+        .try_with(|t| {
+            let mut t = t.borrow_mut();
+            if t.is_empty() {
+                None
+            } else {
+                t.remove(&greenlet)
+            }
+        })
         .ok()
         .flatten();
     drop(slots); // outside the borrow, as in `insert`

@@ -312,3 +312,19 @@ pub fn release(stack: Stack) {
 pub fn pooled() -> usize {
     POOL.try_with(|p| p.borrow().len()).unwrap_or(0)
 }
+
+/// Unmaps every stack in this thread's pool, giving their memory and address
+/// space back to the system; returns how many were unmapped. Later greenlets
+/// map fresh stacks until the pool fills up again.
+///
+/// ```
+/// greenlet::Greenlet::new(|_| ()).switch(()); // its stack goes to the pool
+/// assert!(greenlet::stack::trim_pool() >= 1);
+/// assert_eq!(greenlet::stack::pooled(), 0);
+/// ```
+pub fn trim_pool() -> usize {
+    let stacks = POOL
+        .try_with(|p| std::mem::take(&mut *p.borrow_mut()))
+        .unwrap_or_default();
+    stacks.len() // dropped (unmapped) here, outside the borrow
+}

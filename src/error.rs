@@ -4,6 +4,16 @@
 use std::fmt;
 
 /// Why an operation on a greenlet was refused.
+///
+/// ```
+/// use greenlet::{Error, Greenlet};
+/// let g = Greenlet::new(|_| ());
+/// assert_eq!(g.set_parent(&g), Err(Error::CyclicParent));
+/// assert_eq!(Greenlet::main().set_parent(&g), Err(Error::ParentOfMain));
+/// // A `std::error::Error`, so `?` turns it into a `Box<dyn Error>`.
+/// let boxed: Box<dyn std::error::Error> = Error::CyclicParent.into();
+/// assert!(boxed.to_string().contains("cannot be its own ancestor"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Error {

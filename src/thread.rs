@@ -10,10 +10,39 @@ use std::ptr;
 
 use crate::greenlet::{Greenlet, Inner};
 
-/// Called for every switch and throw on a thread (SPEC S11).
+/// Called for every switch and throw on a thread (SPEC S11), as
+/// `tracer(event, origin, target)`; install one with [`settrace`].
+///
+/// ```
+/// use std::{cell::RefCell, rc::Rc};
+/// use greenlet::{settrace, Event, Greenlet, Tracer};
+/// let hops = Rc::new(RefCell::new(Vec::new()));
+/// let sink = hops.clone();
+/// let tracer: Tracer = Rc::new(move |_: Event, origin: &Greenlet, target: &Greenlet| {
+///     sink.borrow_mut().push((origin.is_main(), target.is_main()))
+/// });
+/// let previous = settrace(Some(tracer));
+/// Greenlet::new(|_| ()).switch(());
+/// settrace(previous);
+/// assert_eq!(*hops.borrow(), [(true, false), (false, true)]); // into g; back at its death
+/// ```
 pub type Tracer = std::rc::Rc<dyn Fn(Event, &Greenlet, &Greenlet)>;
 
 /// What a tracer is told about.
+///
+/// ```
+/// use std::{cell::RefCell, rc::Rc};
+/// use greenlet::{settrace, Event, Greenlet, GreenletExit};
+/// let events = Rc::new(RefCell::new(Vec::new()));
+/// let sink = events.clone();
+/// settrace(Some(Rc::new(move |e: Event, _: &Greenlet, _: &Greenlet| sink.borrow_mut().push(e))));
+/// let g = Greenlet::new(|_| Greenlet::main().switch(()));
+/// g.switch(()); // Switch into g, Switch back
+/// g.throw(GreenletExit); // Throw into g, Switch back at its death
+/// settrace(None);
+/// use Event::{Switch, Throw};
+/// assert_eq!(*events.borrow(), [Switch, Switch, Throw, Switch]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Event {
     /// Control moved by a switch, a return from `run` or a death.

@@ -75,6 +75,15 @@ pub struct Value {
 
 impl Value {
     /// Wraps `v`; a `Value` is returned unchanged.
+    ///
+    /// ```
+    /// use greenlet::Value;
+    /// let small = Value::new(7u8); // up to two words: stored inline, no allocation
+    /// let big = Value::new([1u64; 8]); // larger: boxed once
+    /// assert_eq!(big.downcast_ref::<[u64; 8]>().map(|a| a.iter().sum()), Some(8u64));
+    /// let same = Value::new(small); // not nested: still a u8 inside
+    /// assert_eq!(same.downcast::<u8>().unwrap(), 7);
+    /// ```
     #[inline]
     pub fn new<T: 'static>(v: T) -> Value {
         let mut v = ManuallyDrop::new(v);
@@ -162,6 +171,14 @@ impl Value {
     }
 
     /// The name of the stored type, as `std::any::type_name` spells it.
+    ///
+    /// Handy in messages when a value is not of the type expected:
+    ///
+    /// ```
+    /// let v = greenlet::Value::new(2.5f64);
+    /// let err = v.downcast::<i32>().unwrap_err();
+    /// assert_eq!(format!("expected i32, got {}", err.type_name()), "expected i32, got f64");
+    /// ```
     pub fn type_name(&self) -> &'static str {
         (self.vtable.type_name)()
     }

@@ -14,6 +14,17 @@ use std::marker::PhantomData;
 use crate::{Builder, Greenlet, Value, WeakGreenlet};
 
 /// What one [`Generator::resume`] produced.
+///
+/// ```
+/// use greenlet::{Generator, GeneratorState};
+/// let mut g = Generator::new(|y| { y.yield_(1); y.yield_(2); "done" });
+/// let mut states = Vec::new();
+/// while let Some(state) = g.resume() {
+///     states.push(state);
+/// }
+/// use GeneratorState::{Complete, Yielded};
+/// assert_eq!(states, [Yielded(1), Yielded(2), Complete("done")]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GeneratorState<Y, R> {
     /// The body yielded a value and is suspended.
@@ -51,6 +62,19 @@ pub struct Generator<Y: 'static, R: 'static> {
 }
 
 /// The body's handle for yielding values; only valid inside that body.
+///
+/// The body receives a `&Yielder`; pass it on to helpers that yield for it:
+///
+/// ```
+/// use greenlet::{Generator, Yielder};
+/// fn countdown(y: &Yielder<u32>, from: u32) {
+///     for i in (1..=from).rev() {
+///         y.yield_(i);
+///     }
+/// }
+/// let g = Generator::new(|y| countdown(y, 3));
+/// assert_eq!(g.collect::<Vec<_>>(), [3, 2, 1]);
+/// ```
 pub struct Yielder<Y: 'static> {
     greenlet: WeakGreenlet,
     _yields: PhantomData<fn(Y)>,
@@ -58,6 +82,21 @@ pub struct Yielder<Y: 'static> {
 
 impl<Y: 'static, R: 'static> Generator<Y, R> {
     /// A generator whose body runs on a default-sized greenlet stack.
+    ///
+    /// Nothing runs until the first [`resume`](Generator::resume) (or `next`).
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// let started = Rc::new(Cell::new(false));
+    /// let flag = started.clone();
+    /// let mut g = greenlet::Generator::new(move |y| {
+    ///     flag.set(true);
+    ///     y.yield_(1u8);
+    /// });
+    /// assert!(!started.get());
+    /// assert_eq!(g.next(), Some(1));
+    /// assert!(started.get());
+    /// ```
     ///
     /// # Panics
     /// When no stack can be mapped (see [`Generator::with_builder`]).
@@ -129,16 +168,46 @@ impl<Y: 'static, R: 'static> Generator<Y, R> {
     }
 
     /// Has the body returned (or panicked)?
+    ///
+    /// ```
+    /// use std::panic::{catch_unwind, AssertUnwindSafe};
+    /// let mut g = greenlet::Generator::new(|y| y.yield_(1));
+    /// assert_eq!(g.next(), Some(1));
+    /// assert!(!g.is_complete()); // suspended in its yield
+    /// assert_eq!(g.next(), None);
+    /// assert!(g.is_complete());
+    ///
+    /// let mut bad = greenlet::Generator::<u8, ()>::new(|_| panic!("boom"));
+    /// assert!(catch_unwind(AssertUnwindSafe(|| bad.resume())).is_err());
+    /// assert!(bad.is_complete());
+    /// ```
     pub fn is_complete(&self) -> bool {
         self.finished
     }
 
     /// The body's return value, once, after it has returned while iterating.
+    ///
+    /// ```
+    /// let mut g = greenlet::Generator::new(|y| { y.yield_('x'); 42 });
+    /// assert_eq!(g.return_value(), None); // not returned yet
+    /// assert_eq!(g.by_ref().collect::<String>(), "x");
+    /// assert_eq!(g.return_value(), Some(42));
+    /// assert_eq!(g.return_value(), None); // handed out once
+    /// ```
     pub fn return_value(&mut self) -> Option<R> {
         self.returned.take()
     }
 
     /// The greenlet the body runs in.
+    ///
+    /// ```
+    /// use greenlet::{Generator, Greenlet};
+    /// let mut g = Generator::new(|y| y.yield_(Greenlet::current()));
+    /// assert!(!g.greenlet().is_started());
+    /// let inside = g.next().unwrap();
+    /// assert_eq!(&inside, g.greenlet());
+    /// assert!(g.greenlet().is_active()); // suspended in its yield
+    /// ```
     pub fn greenlet(&self) -> &Greenlet {
         &self.greenlet
     }
@@ -172,6 +241,22 @@ impl<Y: 'static, R: 'static> fmt::Debug for Generator<Y, R> {
 impl<Y: 'static> Yielder<Y> {
     /// Hands `value` to whoever resumed the generator and suspends the body
     /// until it is resumed again.
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// let reached = Rc::new(Cell::new(0));
+    /// let mark = reached.clone();
+    /// let mut g = greenlet::Generator::new(move |y| {
+    ///     for i in 1..=3 {
+    ///         mark.set(i);
+    ///         y.yield_(i * 10); // the body waits here until the next resume
+    ///     }
+    /// });
+    /// assert_eq!(g.next(), Some(10));
+    /// assert_eq!(reached.get(), 1); // it stopped at its first yield
+    /// assert_eq!(g.next(), Some(20));
+    /// assert_eq!(reached.get(), 2);
+    /// ```
     ///
     /// # Panics
     /// When called from any greenlet other than the generator's own (e.g. a

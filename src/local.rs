@@ -42,6 +42,13 @@ pub struct GreenletLocal<T: 'static> {
 
 impl<T: 'static> GreenletLocal<T> {
     /// A key whose value starts as `init()` in each greenlet that uses it.
+    /// [`greenlet_local!`](crate::greenlet_local) writes this for you.
+    ///
+    /// ```
+    /// use greenlet::GreenletLocal;
+    /// static NAME: GreenletLocal<String> = GreenletLocal::new(|| String::from("anon"));
+    /// assert_eq!(NAME.with(String::clone), "anon");
+    /// ```
     pub const fn new(init: fn() -> T) -> GreenletLocal<T> {
         GreenletLocal { init }
     }
@@ -53,6 +60,23 @@ impl<T: 'static> GreenletLocal<T> {
     /// Calls `f` with the current greenlet's value, initialising it first if
     /// this greenlet has not used the key yet. `f` may switch to other
     /// greenlets; the reference stays valid meanwhile.
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use greenlet::Greenlet;
+    /// greenlet::greenlet_local! { static LOG: RefCell<Vec<&'static str>> = RefCell::new(Vec::new()); }
+    /// let g = Greenlet::new(|_| {
+    ///     LOG.with(|l| l.borrow_mut().push("before"));
+    ///     Greenlet::main().switch(());
+    ///     LOG.with(|l| l.borrow_mut().push("after"));
+    ///     LOG.with(|l| l.borrow().clone())
+    /// });
+    /// g.switch(());
+    /// LOG.with(|l| l.borrow_mut().push("main"));
+    /// // g kept its own log across the switch; main's is separate.
+    /// assert_eq!(g.switch(()).downcast::<Vec<&str>>().unwrap(), ["before", "after"]);
+    /// assert_eq!(LOG.with(|l| l.borrow().clone()), ["main"]);
+    /// ```
     pub fn with<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
         let me = current_id();
         let key = self.key();
@@ -81,11 +105,30 @@ impl<T: 'static> GreenletLocal<T> {
 
     /// Replaces the current greenlet's value (dropping the old one once no
     /// `with` call is still using it).
+    ///
+    /// ```
+    /// use greenlet::Greenlet;
+    /// greenlet::greenlet_local! { static LEVEL: u8 = 0; }
+    /// LEVEL.set(3);
+    /// assert_eq!(LEVEL.with(|l| *l), 3);
+    /// let g = Greenlet::new(|_| LEVEL.with(|l| *l));
+    /// assert_eq!(g.switch(()).downcast::<u8>().unwrap(), 0); // set for main only
+    /// ```
     pub fn set(&'static self, value: T) {
         insert(current_id(), self.key(), Rc::new(value));
     }
 
     /// Has the current greenlet a value for this key yet?
+    ///
+    /// ```
+    /// use greenlet::Greenlet;
+    /// greenlet::greenlet_local! { static ID: u64 = 7; }
+    /// assert!(!ID.is_set());
+    /// ID.with(|_| ()); // first use initialises it
+    /// assert!(ID.is_set());
+    /// let g = Greenlet::new(|_| ID.is_set()); // a new greenlet starts without one
+    /// assert_eq!(g.switch(()).downcast::<bool>().unwrap(), false);
+    /// ```
     pub fn is_set(&'static self) -> bool {
         let me = current_id();
         let key = self.key();

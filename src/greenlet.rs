@@ -642,6 +642,19 @@ impl fmt::Debug for Greenlet {
 /// A handle that does not keep its greenlet alive and does not count for
 /// kill-on-drop (SPEC S13). Made by [`Greenlet::downgrade`]; use it to break
 /// reference cycles, e.g. a greenlet whose closure refers to itself.
+///
+/// ```
+/// use std::rc::Rc;
+/// use greenlet::Greenlet;
+/// let held = Rc::new(());
+/// let mine = held.clone();
+/// let g = Greenlet::new(move |_| { let _mine = mine; Greenlet::main().switch(()) });
+/// g.switch(()); // g is suspended, holding `mine` on its stack
+/// let weak = g.downgrade();
+/// drop(g); // the last strong handle: g is killed, its stack unwound
+/// assert!(weak.upgrade().is_none());
+/// assert_eq!(Rc::strong_count(&held), 1);
+/// ```
 pub struct WeakGreenlet {
     ptr: NonNull<Inner>,
     _not_send: PhantomData<*const Inner>,
@@ -717,7 +730,15 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// A builder with the default stack size and the current greenlet as parent.
+    /// A builder with the default stack size and the current greenlet as parent;
+    /// the same as [`Greenlet::builder`].
+    ///
+    /// ```
+    /// use greenlet::{Builder, Greenlet};
+    /// let g = Builder::new().spawn(|_| 1 + 1).unwrap();
+    /// assert_eq!(g.parent(), Some(Greenlet::current()));
+    /// assert_eq!(g.switch(()).downcast::<i32>().unwrap(), 2);
+    /// ```
     pub fn new() -> Builder {
         Builder::default()
     }
@@ -725,6 +746,14 @@ impl Builder {
     /// Usable stack bytes, rounded up to whole pages and to at least
     /// [`stack::MIN_STACK_SIZE`]. One guard page is mapped below it. Sizes too
     /// large to map make [`Builder::spawn`] fail.
+    ///
+    /// ```
+    /// use greenlet::{stack, Greenlet};
+    /// // A tiny request is rounded up to MIN_STACK_SIZE, not refused.
+    /// let g = Greenlet::builder().stack_size(1).spawn(|_| "ran").unwrap();
+    /// assert_eq!(g.switch(()).downcast::<&str>().unwrap(), "ran");
+    /// assert_eq!(stack::usable_size_for(1).unwrap(), stack::usable_size_for(stack::MIN_STACK_SIZE).unwrap());
+    /// ```
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = Some(bytes);
         self
@@ -749,6 +778,18 @@ impl Builder {
     }
 
     /// The parent of the new greenlet (default: the current greenlet).
+    ///
+    /// ```
+    /// use greenlet::Greenlet;
+    /// let outer = Greenlet::new(|_| {
+    ///     // Made here, but its death goes straight to main, skipping `outer`.
+    ///     let child = Greenlet::builder().parent(&Greenlet::main()).spawn(|_| "from child").unwrap();
+    ///     child.switch(());
+    ///     "outer never gets here"
+    /// });
+    /// assert_eq!(outer.switch(()).downcast::<&str>().unwrap(), "from child");
+    /// assert!(outer.is_active()); // still suspended in its switch to the child
+    /// ```
     pub fn parent(mut self, parent: &Greenlet) -> Builder {
         self.parent = Some(parent.clone());
         self

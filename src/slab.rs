@@ -344,7 +344,18 @@ impl Drop for Slot {
     }
 }
 
-/// Statistics of this thread's slab allocator.
+/// Statistics of this thread's slab allocator, from
+/// [`stack::slab_stats`](crate::stack::slab_stats).
+///
+/// ```
+/// use greenlet::{stack, Greenlet, StackKind};
+/// let before = stack::slab_stats();
+/// let _g = Greenlet::builder().stack_kind(StackKind::Slab).spawn(|_| ()).unwrap();
+/// let now = stack::slab_stats();
+/// assert!(now.chunks >= 1);
+/// // Slots in use are those carved and not on a free list: one more now.
+/// assert_eq!(now.carved - now.free, before.carved - before.free + 1);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SlabStats {
     /// Chunks (memory mappings) mapped.

@@ -29,16 +29,49 @@ use memmap2::{MmapMut, MmapOptions};
 
 /// Stack size used when [`crate::Builder::stack_size`] is not called: 1 MiB.
 /// Untouched pages cost no memory, only address space.
+///
+/// ```
+/// use greenlet::stack::{self, DEFAULT_STACK_SIZE};
+/// assert_eq!(DEFAULT_STACK_SIZE, 1 << 20);
+/// let s = stack::take(DEFAULT_STACK_SIZE).unwrap(); // what `Greenlet::new` takes
+/// assert_eq!(s.usable_size(), DEFAULT_STACK_SIZE); // already whole pages
+/// ```
 pub const DEFAULT_STACK_SIZE: usize = 1 << 20;
 
 /// Smallest usable stack handed out: requests below this are rounded up. A
 /// panic unwinding through a greenlet needs a few KiB of stack by itself.
+///
+/// ```
+/// use greenlet::{stack::{self, MIN_STACK_SIZE}, Greenlet, GreenletExit};
+/// let smallest = stack::usable_size_for(MIN_STACK_SIZE).unwrap();
+/// assert_eq!(stack::usable_size_for(MIN_STACK_SIZE - 1).unwrap(), smallest);
+/// assert_eq!(stack::usable_size_for(0).unwrap(), smallest);
+/// // A builder asking for less gets that much, with room to unwind a kill.
+/// let g = Greenlet::builder().stack_size(MIN_STACK_SIZE - 1).spawn(|_| Greenlet::main().switch(())).unwrap();
+/// g.switch(());
+/// assert!(g.throw(GreenletExit).is::<GreenletExit>() && g.is_dead());
+/// ```
 pub const MIN_STACK_SIZE: usize = 16 << 10;
 
 /// Most stacks a thread keeps for reuse; stacks released beyond this are unmapped.
+///
+/// ```
+/// use greenlet::stack::{self, POOL_CAPACITY};
+/// stack::trim_pool();
+/// let stacks: Vec<_> = (0..POOL_CAPACITY + 2).map(|_| stack::take(64 << 10).unwrap()).collect();
+/// stacks.into_iter().for_each(stack::release);
+/// assert_eq!(stack::pooled(), POOL_CAPACITY); // the last two were unmapped
+/// ```
 pub const POOL_CAPACITY: usize = 16;
 
 /// The system page size.
+///
+/// ```
+/// use greenlet::stack::{page_size, usable_size_for};
+/// let page = page_size();
+/// assert!(page.is_power_of_two() && page >= 4096);
+/// assert_eq!(usable_size_for(100_000).unwrap() % page, 0); // stacks are whole pages
+/// ```
 pub fn page_size() -> usize {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static PAGE: AtomicUsize = AtomicUsize::new(0);
@@ -55,6 +88,15 @@ pub fn page_size() -> usize {
 
 /// Rounds a requested stack size to the usable size actually mapped, or says
 /// why it cannot be had.
+///
+/// ```
+/// use greenlet::stack::{page_size, usable_size_for, MIN_STACK_SIZE};
+/// let page = page_size();
+/// assert_eq!(usable_size_for(40 * page + 1).unwrap(), 41 * page); // up to whole pages
+/// assert!(usable_size_for(1).unwrap() >= MIN_STACK_SIZE); // and at least the minimum
+/// let err = usable_size_for(usize::MAX).unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+/// ```
 pub fn usable_size_for(requested: usize) -> io::Result<usize> {
     let page = page_size();
     let wanted = requested.max(MIN_STACK_SIZE);
@@ -103,15 +145,39 @@ pub enum StackKind {
 
 /// Stack size of a [`StackKind::Slab`] greenlet when
 /// [`crate::Builder::stack_size`] is not called: 64 KiB.
+///
+/// ```
+/// use greenlet::{stack, StackKind};
+/// let s = stack::take_kind(stack::DEFAULT_SLAB_STACK_SIZE, StackKind::Slab).unwrap();
+/// // At least that much: the slot (stack + canary) is rounded up to whole pages.
+/// assert!(s.usable_size() >= stack::DEFAULT_SLAB_STACK_SIZE);
+/// ```
 pub const DEFAULT_SLAB_STACK_SIZE: usize = 64 << 10;
 
 /// Bytes of the canary below every slab stack.
+///
+/// ```
+/// use greenlet::{stack, StackKind};
+/// let s = stack::take_kind(64 << 10, StackKind::Slab).unwrap();
+/// let (start, end) = s.guard_range(); // for a slab stack, its canary
+/// assert_eq!(end - start, stack::SLAB_CANARY_BYTES);
+/// assert_eq!(end, s.bottom() as usize); // right below the stack
+/// ```
 pub const SLAB_CANARY_BYTES: usize = crate::slab::CANARY_BYTES;
 
 pub use crate::slab::SlabStats;
 
 /// One greenlet stack: its own mapping with a guard page (made by
 /// [`Stack::new`]), or a slot of a slab ([`StackKind::Slab`]).
+///
+/// Greenlets get theirs from [`take_kind`]; a stack on its own is just memory:
+///
+/// ```
+/// use greenlet::stack::Stack;
+/// let s = Stack::new(64 << 10).unwrap();
+/// assert_eq!(s.top() as usize - s.bottom() as usize, s.usable_size());
+/// drop(s); // unmapped
+/// ```
 pub struct Stack {
     memory: Memory,
     /// Valgrind's id for this stack (0 when not running under Valgrind).
@@ -126,6 +192,14 @@ enum Memory {
 
 impl Stack {
     /// Maps a new stack of at least `requested` usable bytes (see [`usable_size_for`]).
+    /// Always a fresh mapping: [`take`] reuses pooled stacks first.
+    ///
+    /// ```
+    /// use greenlet::{stack::{self, Stack}, StackKind};
+    /// let s = Stack::new(100_000).unwrap();
+    /// assert_eq!(s.kind(), StackKind::Guarded);
+    /// assert_eq!(s.usable_size(), stack::usable_size_for(100_000).unwrap());
+    /// ```
     pub fn new(requested: usize) -> io::Result<Stack> {
         let usable = usable_size_for(requested)?;
         let page = page_size();
@@ -166,6 +240,14 @@ impl Stack {
     }
 
     /// Exclusive upper end of the stack: where the first frame goes below.
+    ///
+    /// ```
+    /// let s = greenlet::stack::Stack::new(64 << 10).unwrap();
+    /// assert_eq!(s.top() as usize % 16, 0); // aligned for the first frame
+    /// // SAFETY: the byte just below top() is usable stack memory that we own
+    /// // and that nothing runs on.
+    /// unsafe { s.top().sub(1).write(7) };
+    /// ```
     pub fn top(&self) -> *mut u8 {
         match &self.memory {
             Memory::Guarded(map) => map.as_ptr().wrapping_add(map.len()) as *mut u8,
@@ -174,6 +256,15 @@ impl Stack {
     }
 
     /// Lowest usable address (just above the guard page or the canary).
+    ///
+    /// ```
+    /// let s = greenlet::stack::Stack::new(64 << 10).unwrap();
+    /// assert_eq!(s.bottom() as usize, s.guard_range().1);
+    /// // SAFETY: bottom() is the lowest byte of the usable range, which we own
+    /// // and nothing runs on; the byte below it would fault.
+    /// unsafe { s.bottom().write(7) };
+    /// assert_eq!(unsafe { s.bottom().read() }, 7); // SAFETY: as above
+    /// ```
     pub fn bottom(&self) -> *mut u8 {
         match &self.memory {
             Memory::Guarded(map) => map.as_ptr().wrapping_add(page_size()) as *mut u8,
@@ -182,6 +273,12 @@ impl Stack {
     }
 
     /// Usable bytes between [`Stack::bottom`] and [`Stack::top`].
+    ///
+    /// ```
+    /// use greenlet::stack::{page_size, Stack};
+    /// let s = Stack::new(100_000).unwrap();
+    /// assert!(s.usable_size() >= 100_000 && s.usable_size() % page_size() == 0);
+    /// ```
     pub fn usable_size(&self) -> usize {
         match &self.memory {
             Memory::Guarded(map) => map.len() - page_size(),
@@ -191,6 +288,14 @@ impl Stack {
 
     /// Address range `[start, end)` of the guard page, or of the canary of a
     /// slab stack (which is ordinary writable memory: it never faults).
+    ///
+    /// ```
+    /// use greenlet::stack::{page_size, Stack};
+    /// let s = Stack::new(64 << 10).unwrap();
+    /// let (start, end) = s.guard_range();
+    /// assert_eq!(end - start, page_size()); // one PROT_NONE page...
+    /// assert_eq!(end, s.bottom() as usize); // ...right below the stack
+    /// ```
     pub fn guard_range(&self) -> (usize, usize) {
         match &self.memory {
             Memory::Guarded(map) => {
@@ -202,6 +307,12 @@ impl Stack {
     }
 
     /// Which kind of stack this is.
+    ///
+    /// ```
+    /// use greenlet::{stack, StackKind};
+    /// assert_eq!(stack::take(64 << 10).unwrap().kind(), StackKind::Guarded);
+    /// assert_eq!(stack::take_kind(64 << 10, StackKind::Slab).unwrap().kind(), StackKind::Slab);
+    /// ```
     pub fn kind(&self) -> StackKind {
         match &self.memory {
             Memory::Guarded(_) => StackKind::Guarded,
@@ -258,6 +369,15 @@ thread_local! {
 /// [`usable_size_for`] says): from the guarded pool or freshly mapped for
 /// [`StackKind::Guarded`] (as [`take`]), from this thread's slab for
 /// [`StackKind::Slab`].
+///
+/// ```
+/// use greenlet::{stack, StackKind};
+/// let s = stack::take_kind(64 << 10, StackKind::Slab).unwrap();
+/// assert!(s.kind() == StackKind::Slab && s.usable_size() >= 64 << 10);
+/// let free = stack::slab_stats().free;
+/// stack::release(s); // back on the slab's free list
+/// assert_eq!(stack::slab_stats().free, free + 1);
+/// ```
 pub fn take_kind(requested: usize, kind: StackKind) -> io::Result<Stack> {
     match kind {
         StackKind::Guarded => take(requested),
@@ -266,12 +386,33 @@ pub fn take_kind(requested: usize, kind: StackKind) -> io::Result<Stack> {
 }
 
 /// This thread's slab statistics: chunks mapped, slots carved, slots free.
+///
+/// ```
+/// use greenlet::{stack, Greenlet, StackKind};
+/// let in_use = || { let s = stack::slab_stats(); s.carved - s.free };
+/// let before = in_use();
+/// let g = Greenlet::builder().stack_kind(StackKind::Slab).spawn(|_| ()).unwrap();
+/// assert_eq!(in_use(), before + 1);
+/// g.switch(()); // g dies: its slot goes back on the free list
+/// assert_eq!(in_use(), before);
+/// ```
 pub fn slab_stats() -> SlabStats {
     crate::slab::stats()
 }
 
 /// A guarded stack of `requested` usable bytes, from this thread's pool when
 /// one of exactly that size is there, otherwise freshly mapped.
+///
+/// ```
+/// use greenlet::stack;
+/// stack::trim_pool();
+/// let s = stack::take(64 << 10).unwrap(); // the pool is empty: freshly mapped
+/// let top = s.top();
+/// stack::release(s);
+/// let again = stack::take(64 << 10).unwrap(); // same size: the pooled one
+/// assert_eq!(again.top(), top);
+/// assert_eq!(stack::pooled(), 0);
+/// ```
 pub fn take(requested: usize) -> io::Result<Stack> {
     let usable = usable_size_for(requested)?;
     let pooled = POOL
@@ -291,6 +432,13 @@ pub fn take(requested: usize) -> io::Result<Stack> {
 /// Gives a stack that no frame lives on any more back to this thread's pool,
 /// or unmaps it when the pool is full or the thread is shutting down. A slab
 /// stack goes back to this thread's slab free list.
+///
+/// ```
+/// use greenlet::stack;
+/// stack::trim_pool();
+/// stack::release(stack::take(64 << 10).unwrap());
+/// assert_eq!(stack::pooled(), 1); // kept for the next stack of that size
+/// ```
 pub fn release(stack: Stack) {
     if stack.kind() == StackKind::Slab {
         return drop(stack); // Memory::Slab's slot returns itself to the slab
@@ -309,6 +457,15 @@ pub fn release(stack: Stack) {
 }
 
 /// Number of stacks in this thread's pool (for tests and introspection).
+///
+/// ```
+/// use greenlet::{stack, Greenlet};
+/// stack::trim_pool();
+/// Greenlet::new(|_| ()).switch(()); // a greenlet that dies gives its stack back
+/// assert_eq!(stack::pooled(), 1);
+/// Greenlet::new(|_| ()).switch(()); // the next one reuses that same stack
+/// assert_eq!(stack::pooled(), 1);
+/// ```
 pub fn pooled() -> usize {
     POOL.try_with(|p| p.borrow().len()).unwrap_or(0)
 }

@@ -21,6 +21,18 @@
 //!   +---------------------------+ <- mapping start
 //!   low addresses
 //! ```
+//!
+//! Greenlets take and release their stacks here on their own; the functions
+//! are public for tests, tools and the curious:
+//!
+//! ```
+//! use greenlet::stack;
+//! let s = stack::take(stack::MIN_STACK_SIZE).unwrap();
+//! let (guard_start, guard_end) = s.guard_range();
+//! assert_eq!(guard_end - guard_start, stack::page_size());
+//! assert!(guard_end == s.bottom() as usize && s.bottom() < s.top());
+//! stack::release(s); // into this thread's pool, for the next greenlet
+//! ```
 
 use std::cell::RefCell;
 use std::io;

@@ -50,8 +50,11 @@ use memmap2::{MmapMut, MmapOptions};
 /// ```
 pub const DEFAULT_STACK_SIZE: usize = 1 << 20;
 
-/// Smallest usable stack handed out: requests below this are rounded up. A
-/// panic unwinding through a greenlet needs a few KiB of stack by itself.
+/// Smallest usable stack handed out: requests below this are rounded up.
+/// A `panic!` needs room of its own: the panic hook that prints the message
+/// (and, with `RUST_BACKTRACE=1`, a backtrace) takes more than 16 KiB of stack,
+/// and unwinding takes up to 10 KiB more in debug builds; 32 KiB leaves the
+/// greenlet's own frames room beside both.
 ///
 /// ```
 /// use greenlet::{stack::{self, MIN_STACK_SIZE}, Greenlet, GreenletExit};
@@ -63,7 +66,7 @@ pub const DEFAULT_STACK_SIZE: usize = 1 << 20;
 /// g.switch(());
 /// assert!(g.throw(GreenletExit).is::<GreenletExit>() && g.is_dead());
 /// ```
-pub const MIN_STACK_SIZE: usize = 16 << 10;
+pub const MIN_STACK_SIZE: usize = 32 << 10;
 
 /// Most stacks a thread keeps for reuse; stacks released beyond this are unmapped.
 ///

@@ -261,13 +261,13 @@ fn many_live_slab_greenlets_share_few_mappings() {
     let n: usize = 3000;
     let chunks_before = stack::slab_stats().chunks;
     let gs: Vec<Greenlet> = (0..n)
-        .map(|i| slab_sized(16 << 10, move |_| Greenlet::main().switch(i)))
+        .map(|i| slab_sized(stack::MIN_STACK_SIZE, move |_| Greenlet::main().switch(i)))
         .collect();
     for (i, g) in gs.iter().enumerate() {
         assert_eq!(g.switch(()).downcast::<usize>().unwrap(), i);
     }
     let chunks = stack::slab_stats().chunks - chunks_before;
-    // 3000 stacks of ~20 KiB fit in one or two 64 MiB chunks.
+    // 3000 stacks of ~36 KiB fit in one or two 64 MiB chunks.
     assert!(chunks <= 2, "{chunks} chunks for {n} stacks");
     for (i, g) in gs.iter().enumerate() {
         assert_eq!(g.switch(i * 2).downcast::<usize>().unwrap(), i * 2);
@@ -328,15 +328,15 @@ fn assert_slab_overflow(out: &Output) {
 }
 
 /// In the child: a victim greenlet suspended on the slot below, then a
-/// greenlet that runs 2 KiB past the end of its 16 KiB-class stack.
+/// greenlet that runs 2 KiB past the end of its smallest-class stack.
 fn overflow_then(switch_away: bool) -> ! {
-    let victim = slab_sized(16 << 10, |_| Greenlet::main().switch(()));
+    let victim = slab_sized(stack::MIN_STACK_SIZE, |_| Greenlet::main().switch(()));
     victim.switch(());
-    let g = slab_sized(16 << 10, move |_| {
+    let g = slab_sized(stack::MIN_STACK_SIZE, move |_| {
         let start = here();
-        // Usable size is 16 KiB rounded up, plus at most a page: going that far
+        // Usable size is the minimum rounded up, plus at most a page: going that far
         // and 2 KiB more is past the end and the canary, inside the victim's slot.
-        let usable = 16 * 1024 + stack::page_size();
+        let usable = stack::MIN_STACK_SIZE + stack::page_size();
         black_box(run_down(start, usable + 2048));
         if switch_away {
             Greenlet::main().switch(());
@@ -371,10 +371,10 @@ fn overflow_is_caught_when_the_greenlet_dies() {
 fn the_same_program_without_overflow_runs_to_the_end() {
     // The control for the two tests above: same shape, 4 KiB short of the end.
     if in_child() {
-        let victim = slab_sized(16 << 10, |_| Greenlet::main().switch(()));
+        let victim = slab_sized(stack::MIN_STACK_SIZE, |_| Greenlet::main().switch(()));
         victim.switch(());
-        let g = slab_sized(16 << 10, |_| {
-            black_box(run_down(here(), 12 << 10));
+        let g = slab_sized(stack::MIN_STACK_SIZE, |_| {
+            black_box(run_down(here(), stack::MIN_STACK_SIZE - (4 << 10)));
             Greenlet::main().switch(());
         });
         g.switch(());

@@ -1,0 +1,228 @@
+//! Differential fuzzing of switch sequences (issue 5): random programs of
+//! create, switch, throw, re-parent, drop, return, panic, catch and nested
+//! frames run on the real crate and on an independent model of SPEC §4
+//! (tests/switch_fuzz/model.rs, which switches no stacks and shares no code
+//! with the crate); their traces of observable events must be equal, event by
+//! event. A failure prints the shrunk program as Rust that rebuilds it: paste
+//! it into a `#[test]` below as `assert_same(Program::new(...))`.
+//!
+//! `PROPTEST_CASES` sets the number of programs (default 256). See
+//! docs/fuzzing.md.
+
+#[path = "switch_fuzz/events.rs"]
+mod events;
+#[path = "switch_fuzz/model.rs"]
+mod model;
+#[path = "switch_fuzz/program.rs"]
+mod program;
+#[path = "switch_fuzz/real.rs"]
+mod real;
+
+use std::sync::Once;
+
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config, TestRunner};
+
+use events::{Boom, Ev};
+use program::Program;
+use program::Step::*;
+
+/// The programs' own panics (`Boom`) are expected: keep them off stderr.
+fn quiet_booms() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !info.payload().is::<Boom>() {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// Runs `program` on both sides; on a difference, describes the first one.
+fn compare(program: &Program) -> Result<usize, String> {
+    let expected = model::run(program);
+    let actual = real::run(program);
+    if expected == actual {
+        return Ok(expected.len());
+    }
+    let at = expected
+        .iter()
+        .zip(&actual)
+        .position(|(e, a)| e != a)
+        .unwrap_or(expected.len().min(actual.len()));
+    let show = |trace: &[Ev]| {
+        trace
+            .iter()
+            .enumerate()
+            .skip(at.saturating_sub(6))
+            .take(10)
+            .map(|(i, ev)| format!("{}{i:4}  {ev:?}", if i == at { ">" } else { " " }))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    Err(format!(
+        "the crate and the model differ at event {at}\n--- model:\n{}\n--- crate:\n{}\n",
+        show(&expected),
+        show(&actual)
+    ))
+}
+
+fn assert_same(program: Program) {
+    quiet_booms();
+    if let Err(diff) = compare(&program) {
+        panic!("{diff}\nprogram: {program:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(Config {
+        // Shrinking a failure runs many more programs; give it room.
+        max_shrink_iters: 10_000,
+        // A bug in the switch itself (a register not restored) tends to crash
+        // the process rather than change the trace. SWITCH_FUZZ_FORK=1 runs
+        // every program in a child process, so a crash counts as a failing
+        // case and is shrunk like any other (slower: a process per program).
+        fork: std::env::var_os("SWITCH_FUZZ_FORK").is_some(),
+        ..Config::default()
+    })]
+
+    /// The crate behaves as the model says, event by event.
+    #[test]
+    fn the_crate_matches_the_model(program in program::program()) {
+        quiet_booms();
+        let outcome = compare(&program);
+        prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
+    }
+}
+
+/// The generator reaches depth: over a fixed sample of programs, the model's
+/// traces show many greenlets, long runs, kills, throws across greenlets,
+/// caught panics, deaths into parents, re-parenting and leaked cycles.
+#[test]
+fn generated_programs_reach_depth() {
+    let mut runner = TestRunner::deterministic();
+    let strategy = program::program();
+    let n = 500;
+    let (mut deep, mut long, mut kills, mut throws, mut caught, mut reparented, mut leaks) =
+        (0, 0, 0, 0, 0, 0, 0);
+    let mut steps = 0;
+    for _ in 0..n {
+        let program = strategy.new_tree(&mut runner).unwrap().current();
+        steps += program.size();
+        let trace = model::run(&program);
+        let created = trace
+            .iter()
+            .filter(|e| matches!(e, Ev::Created { .. }))
+            .count();
+        deep += usize::from(created >= 4);
+        long += usize::from(trace.len() >= 40);
+        // A kill is a throw whose receiver then left run and died straight back.
+        kills += usize::from(trace.windows(3).any(|w| {
+            matches!((&w[0], &w[1], &w[2]),
+                (Ev::Trace { throw: true, origin, target }, Ev::BodyExit { g }, Ev::Trace { throw: false, origin: o2, target: t2 })
+                if g == target && o2 == target && t2 == origin)
+        }));
+        throws +=
+            usize::from(trace.iter().any(
+                |e| matches!(e, Ev::Trace { throw: true, origin, target } if origin != target),
+            ));
+        caught += usize::from(
+            trace
+                .iter()
+                .any(|e| matches!(e, Ev::Caught { g, .. } if *g != 0)),
+        );
+        reparented += usize::from(
+            trace
+                .iter()
+                .any(|e| matches!(e, Ev::SetParent { result: "ok", .. })),
+        );
+        leaks += usize::from(
+            trace
+                .iter()
+                .any(|e| matches!(e, Ev::Live { count } if *count > 0)),
+        );
+    }
+    println!(
+        "{n} programs, {:.1} steps each: >=4 greenlets {deep}, >=40 events {long}, kills {kills}, \
+         throws between greenlets {throws}, panics caught in greenlets {caught}, \
+         set_parent {reparented}, leaked cycles {leaks}",
+        steps as f64 / n as f64
+    );
+    for (what, count, at_least) in [
+        ("programs with 4+ greenlets", deep, n / 4),
+        ("programs with 40+ events", long, n / 4),
+        ("programs with a kill on drop", kills, n / 20),
+        ("programs with a throw between greenlets", throws, n / 10),
+        ("programs with a panic caught in a greenlet", caught, n / 20),
+        ("programs with a set_parent", reparented, n / 10),
+    ] {
+        assert!(
+            count >= at_least,
+            "only {count} of {n} {what} (want {at_least})"
+        );
+    }
+}
+
+// ------------------------------------------------------------ regressions
+//
+// Programs written by hand for rules the generator reaches only rarely, and
+// shrunk failures kept as regression tests.
+
+/// S10: dropping the last handle to a suspended greenlet kills it: its
+/// pending switch raises GreenletExit, its frames unwind, it dies back to
+/// the dropper.
+#[test]
+fn kill_on_drop_unwinds_back_to_the_dropper() {
+    assert_same(Program::new(
+        vec![Create(1), Switch(1, 5), Drop(1), Observe(1)],
+        vec![vec![Nested(vec![Catch(vec![Switch(0, 6)])]), Return(9)]],
+    ));
+}
+
+/// S4, S2: a switch to a dead greenlet goes to its parent; a death into an
+/// unstarted parent starts it with the result.
+#[test]
+fn dead_targets_and_unstarted_parents() {
+    assert_same(Program::new(
+        vec![
+            Create(1),
+            Create(2),
+            SetParent(2, 1),
+            Switch(2, 3),
+            Switch(2, 4),
+            Observe(1),
+            Observe(2),
+        ],
+        vec![vec![Switch(0, 10), Return(11)], vec![Return(20)]],
+    ));
+}
+
+/// S5, S7: a throw into an unstarted greenlet kills it unrun and the panic
+/// goes on to its parent, where a Catch takes it.
+#[test]
+fn a_throw_into_an_unstarted_child_reaches_the_parent() {
+    assert_same(Program::new(
+        vec![Create(1), Switch(1, 1), Observe(2)],
+        vec![
+            vec![Create(2), Catch(vec![Throw(2, 7)]), Switch(0, 8)],
+            vec![Return(0)],
+        ],
+    ));
+}
+
+/// A greenlet suspended in a switch to its own child holds a handle on the
+/// child, whose parent link holds the greenlet: once the table lets go, the
+/// two keep each other alive and are leaked, never freed under live frames
+/// (and never killed).
+#[test]
+fn a_cycle_of_suspended_greenlets_is_leaked() {
+    let program = Program::new(
+        vec![Create(1), Switch(1, 0), Drop(1), Drop(2)],
+        vec![vec![Create(2), Switch(2, 1)], vec![Switch(0, 2)]],
+    );
+    assert_same(program.clone());
+    assert_eq!(model::run(&program).last(), Some(&Ev::Live { count: 2 }));
+}

@@ -1,0 +1,480 @@
+//! The reference model: SPEC §4 as an explicit state machine. No stacks are
+//! switched and nothing from the crate is used: each greenlet is a stack of
+//! block frames with program counters, control is a `current` variable, and
+//! strong handles are *counted from where they live* (table slots, parent
+//! links, the handle a suspended step holds, the current greenlet, a kill in
+//! progress) rather than kept in a counter, so a wrong count cannot hide.
+
+use super::events::{Ev, Id, Seen, Val};
+use super::program::{Program, Step, CREATE_BUDGET, SLOTS};
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum State {
+    Unstarted,
+    Started,
+    Dead,
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Kind {
+    Body,
+    Catch,
+    Nested,
+    /// Main's script: every step is caught separately.
+    MainScript,
+}
+
+struct Frame {
+    steps: Vec<Step>,
+    pc: usize,
+    kind: Kind,
+}
+
+/// What a switch carries. Programs only ever panic with `Boom`; the one
+/// `GreenletExit` there is, a kill's, is simulated whole in `Model::kill`.
+#[derive(Clone, Copy, Debug)]
+enum Msg {
+    Value(i64),
+    /// `Boom(i64)`, raised on arrival.
+    Throw(i64),
+}
+
+impl Msg {
+    fn is_throw(self) -> bool {
+        matches!(self, Msg::Throw(_))
+    }
+}
+
+struct G {
+    body: usize,
+    state: State,
+    parent: Option<Id>,
+    /// All handles gone and everything it owned let go.
+    released: bool,
+    frames: Vec<Frame>,
+    /// The handle the step it is suspended in holds (the switch's target).
+    temp: Option<Id>,
+    /// Its closure or its `run` frame is alive.
+    body_alive: bool,
+}
+
+struct Model {
+    program: Program,
+    gs: Vec<G>,
+    table: Vec<Option<Id>>,
+    current: Id,
+    /// Handles held by kills in progress (the victim, its old parent).
+    held: Vec<Id>,
+    creates: usize,
+    trace: Vec<Ev>,
+}
+
+/// Runs `program` on the model and returns its trace.
+pub fn run(program: &Program) -> Vec<Ev> {
+    let main = G {
+        body: 0,
+        state: State::Started,
+        parent: None,
+        released: false,
+        frames: vec![Frame {
+            steps: program.main.clone(),
+            pc: 0,
+            kind: Kind::MainScript,
+        }],
+        temp: None,
+        body_alive: false,
+    };
+    let mut m = Model {
+        program: program.clone(),
+        gs: vec![main],
+        table: vec![None; SLOTS + 1],
+        current: 0,
+        held: Vec::new(),
+        creates: 0,
+        trace: Vec::new(),
+    };
+    m.table[0] = Some(0);
+    while m.step() {}
+    // Teardown, as the driver does it: look, then drop every slot's handle.
+    for slot in 1..=SLOTS {
+        let seen = m.observe(slot);
+        m.trace.push(seen);
+    }
+    for slot in 1..=SLOTS {
+        if let Some(old) = m.table[slot].take() {
+            m.handle_dropped(old);
+        }
+    }
+    let count = m.gs.iter().filter(|g| g.body_alive).count();
+    m.trace.push(Ev::Live { count });
+    m.trace
+}
+
+impl Model {
+    fn g(&mut self, id: Id) -> &mut G {
+        &mut self.gs[id as usize]
+    }
+
+    fn rec(&mut self, ev: Ev) {
+        self.trace.push(ev);
+    }
+
+    /// Strong handles to `id`, counted where they live.
+    fn strong(&self, id: Id) -> usize {
+        let in_table = self.table.iter().filter(|s| **s == Some(id)).count();
+        let links = self
+            .gs
+            .iter()
+            .filter(|g| !g.released && g.parent == Some(id))
+            .count();
+        let temps = self.gs.iter().filter(|g| g.temp == Some(id)).count();
+        let held = self.held.iter().filter(|h| **h == id).count();
+        in_table + links + temps + held + usize::from(self.current == id)
+    }
+
+    fn first_live(&self, mut id: Id) -> Id {
+        while self.gs[id as usize].state == State::Dead {
+            id = self.gs[id as usize]
+                .parent
+                .expect("model: a dead greenlet keeps its parent");
+        }
+        id
+    }
+
+    fn top(&mut self) -> &mut Frame {
+        let cur = self.current;
+        self.g(cur)
+            .frames
+            .last_mut()
+            .expect("model: current has a frame")
+    }
+
+    /// Executes one step of the current greenlet; false once main's script is done.
+    fn step(&mut self) -> bool {
+        let cur = self.current;
+        let frame = self.top();
+        if frame.pc >= frame.steps.len() {
+            match frame.kind {
+                Kind::MainScript => return false,
+                Kind::Body => {
+                    let value = -(self.gs[cur as usize].body as i64);
+                    self.finish(cur, value);
+                }
+                Kind::Catch | Kind::Nested => {
+                    self.g(cur).frames.pop();
+                    self.top().pc += 1;
+                }
+            }
+            return true;
+        }
+        let step = frame.steps[frame.pc].clone();
+        match step {
+            Step::Switch(to, v) => match self.table[to] {
+                None => self.skip(),
+                Some(target) => self.transfer(target, Msg::Value(v)),
+            },
+            Step::Throw(to, b) => match self.table[to] {
+                None => self.skip(),
+                Some(target) => self.transfer(target, Msg::Throw(b)),
+            },
+            Step::SetParent(c, p) => match (self.table[c], self.table[p]) {
+                (Some(child), Some(parent)) => {
+                    let result = self.set_parent(child, parent);
+                    self.rec(Ev::SetParent { g: cur, result });
+                    self.top().pc += 1;
+                }
+                _ => self.skip(),
+            },
+            Step::Create(slot) => {
+                if self.creates >= CREATE_BUDGET {
+                    self.skip();
+                    return true;
+                }
+                self.creates += 1;
+                let new = self.gs.len() as Id;
+                self.gs.push(G {
+                    body: slot,
+                    state: State::Unstarted,
+                    parent: Some(cur),
+                    released: false,
+                    frames: Vec::new(),
+                    temp: None,
+                    body_alive: true,
+                });
+                self.rec(Ev::Created { g: cur, new });
+                let old = self.table[slot].replace(new);
+                if let Some(old) = old {
+                    self.handle_dropped(old);
+                }
+                self.top().pc += 1;
+            }
+            Step::Drop(slot) => {
+                if let Some(old) = self.table[slot].take() {
+                    self.handle_dropped(old);
+                }
+                self.top().pc += 1;
+            }
+            Step::Observe(slot) => {
+                let seen = self.observe(slot);
+                self.rec(seen);
+                self.top().pc += 1;
+            }
+            Step::Return(v) => {
+                assert!(cur != 0, "model: main's script cannot return");
+                self.finish(cur, v);
+            }
+            Step::Panic(b) => self.raise(cur, b),
+            Step::Catch(inner) => self.g(cur).frames.push(Frame {
+                steps: inner,
+                pc: 0,
+                kind: Kind::Catch,
+            }),
+            Step::Nested(inner) => self.g(cur).frames.push(Frame {
+                steps: inner,
+                pc: 0,
+                kind: Kind::Nested,
+            }),
+        }
+        true
+    }
+
+    fn skip(&mut self) {
+        let cur = self.current;
+        self.rec(Ev::Skipped { g: cur });
+        self.top().pc += 1;
+    }
+
+    fn observe(&self, slot: usize) -> Ev {
+        let seen = self.table[slot].map(|id| {
+            let g = &self.gs[id as usize];
+            Seen {
+                id,
+                started: g.state != State::Unstarted,
+                active: g.state == State::Started,
+                dead: g.state == State::Dead,
+                parent: g.parent,
+            }
+        });
+        Ev::Observe { slot, seen }
+    }
+
+    /// S3: refuse main and cycles, else re-link (the old link drops last).
+    fn set_parent(&mut self, child: Id, parent: Id) -> &'static str {
+        if child == 0 {
+            return "ParentOfMain";
+        }
+        let mut ancestor = Some(parent);
+        while let Some(a) = ancestor {
+            if a == child {
+                return "CyclicParent";
+            }
+            ancestor = self.gs[a as usize].parent;
+        }
+        let old = self.g(child).parent.replace(parent);
+        if let Some(old) = old {
+            self.handle_dropped(old);
+        }
+        "ok"
+    }
+
+    /// A switch or throw from the current greenlet, which is at that step
+    /// and holds a handle to `target` across it (S1, S4, S7).
+    fn transfer(&mut self, target: Id, msg: Msg) {
+        let cur = self.current;
+        let live = self.first_live(target);
+        // A Boom thrown into a dead greenlet is raised in its first live
+        // ancestor (S7): the message is the same, only its receiver changes.
+        self.g(cur).temp = Some(target);
+        if live == cur {
+            self.rec(Ev::Trace {
+                throw: msg.is_throw(),
+                origin: cur,
+                target: cur,
+            });
+            self.resume(cur, msg);
+        } else {
+            self.switch_to(cur, live, msg);
+        }
+    }
+
+    /// Control moves from `from` to `to` with `msg`: traced on arrival, then
+    /// `from` loses the handle "current" held on it, then `to` goes on.
+    fn switch_to(&mut self, from: Id, to: Id, msg: Msg) {
+        let fresh = self.gs[to as usize].state == State::Unstarted;
+        if fresh {
+            self.g(to).state = State::Started;
+        }
+        self.current = to;
+        self.rec(Ev::Trace {
+            throw: msg.is_throw(),
+            origin: from,
+            target: to,
+        });
+        self.handle_dropped(from);
+        if fresh {
+            self.start(to, msg);
+        } else {
+            self.resume(to, msg);
+        }
+    }
+
+    /// The first switch into `g`: `run(arg)`, or death without running (S7).
+    fn start(&mut self, g: Id, msg: Msg) {
+        match msg {
+            Msg::Value(v) => {
+                self.rec(Ev::Started {
+                    g,
+                    arg: Val::Int(v),
+                });
+                let steps = self.program.bodies[self.gs[g as usize].body].clone();
+                self.g(g).frames.push(Frame {
+                    steps,
+                    pc: 0,
+                    kind: Kind::Body,
+                });
+            }
+            Msg::Throw(boom) => {
+                self.g(g).body_alive = false; // the closure is dropped unrun
+                self.die(g, Msg::Throw(boom));
+            }
+        }
+    }
+
+    /// `g`'s pending switch or throw returns: first its handle on the target
+    /// is dropped, then the value is recorded or the payload raised.
+    fn resume(&mut self, g: Id, msg: Msg) {
+        if let Some(t) = self.g(g).temp.take() {
+            self.handle_dropped(t);
+        }
+        match msg {
+            Msg::Value(v) => {
+                self.rec(Ev::Received {
+                    g,
+                    value: Val::Int(v),
+                });
+                self.top().pc += 1;
+            }
+            Msg::Throw(boom) => self.raise(g, boom),
+        }
+    }
+
+    /// `Boom(boom)` raised in `g`: caught by the innermost `Catch` or by
+    /// main's script, or it kills `g` and goes on to its parent (S5).
+    fn raise(&mut self, g: Id, boom: i64) {
+        loop {
+            let frame = self.g(g).frames.pop().expect("model: a frame to unwind");
+            match frame.kind {
+                Kind::Catch => {
+                    self.rec(Ev::Caught { g, boom });
+                    self.top().pc += 1;
+                    return;
+                }
+                Kind::MainScript => {
+                    self.rec(Ev::Caught { g, boom });
+                    self.g(g).frames.push(Frame {
+                        pc: frame.pc + 1,
+                        ..frame
+                    });
+                    return;
+                }
+                Kind::Body => {
+                    self.rec(Ev::BodyExit { g });
+                    self.g(g).body_alive = false;
+                    return self.die(g, Msg::Throw(boom));
+                }
+                Kind::Nested => {}
+            }
+        }
+    }
+
+    /// `run` of `g` returns `value`.
+    fn finish(&mut self, g: Id, value: i64) {
+        self.rec(Ev::Finished { g, value });
+        self.rec(Ev::BodyExit { g });
+        self.g(g).body_alive = false;
+        self.die(g, Msg::Value(value));
+    }
+
+    /// S2: `g` is dead; its first live ancestor resumes with `msg`.
+    fn die(&mut self, g: Id, msg: Msg) {
+        let me = self.g(g);
+        me.state = State::Dead;
+        me.frames.clear();
+        let parent = me.parent.expect("model: only main has no parent");
+        let parent = self.first_live(parent);
+        self.switch_to(g, parent, msg);
+    }
+
+    /// One strong handle to `id` went away: if it was the last, kill a
+    /// suspended greenlet (S10) and release it, walking up parent links
+    /// that were the last handles too.
+    fn handle_dropped(&mut self, mut id: Id) {
+        if self.gs[id as usize].released || self.strong(id) > 0 {
+            return;
+        }
+        loop {
+            if self.gs[id as usize].state == State::Started && id != 0 {
+                self.kill(id);
+            }
+            let g = self.g(id);
+            g.released = true;
+            if g.state == State::Unstarted {
+                g.body_alive = false; // its closure is dropped
+            }
+            g.state = State::Dead;
+            match g.parent.take() {
+                Some(parent) if self.strong(parent) == 0 && !self.gs[parent as usize].released => {
+                    id = parent
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// S10: the current greenlet dropped the last handle to suspended `victim`:
+    /// it becomes the victim's parent, `GreenletExit` is thrown in, the
+    /// victim's frames unwind (dropping the handle its pending step held) and
+    /// it dies back to the dropper. A kill runs no steps, so it is simulated
+    /// here in one go.
+    fn kill(&mut self, victim: Id) {
+        let dropper = self.current;
+        self.held.push(victim); // resurrected for the kill
+        let old = self.g(victim).parent.replace(dropper);
+        if let Some(old) = old {
+            self.held.push(old);
+        }
+        // The throw: dropper -> victim.
+        self.current = victim;
+        self.rec(Ev::Trace {
+            throw: true,
+            origin: dropper,
+            target: victim,
+        });
+        self.handle_dropped(dropper);
+        // Unwinding: the pending step's handle first, then run's frame.
+        if let Some(t) = self.g(victim).temp.take() {
+            self.handle_dropped(t);
+        }
+        self.g(victim).frames.clear();
+        self.rec(Ev::BodyExit { g: victim });
+        self.g(victim).body_alive = false;
+        // Death by GreenletExit: a plain value back to the dropper.
+        self.g(victim).state = State::Dead;
+        let back_to = self.first_live(self.gs[victim as usize].parent.unwrap());
+        assert_eq!(back_to, dropper, "model: a kill ends in the dropper");
+        self.current = dropper;
+        self.rec(Ev::Trace {
+            throw: false,
+            origin: victim,
+            target: dropper,
+        });
+        // The old parent goes back (no step ran, so no cycle can have formed).
+        if let Some(old) = old {
+            let at = self.held.iter().rposition(|h| *h == old).unwrap();
+            self.held.remove(at);
+            self.g(victim).parent = Some(old);
+        }
+        let at = self.held.iter().rposition(|h| *h == victim).unwrap();
+        self.held.remove(at);
+    }
+}

@@ -1,0 +1,198 @@
+//! The operation language of the switch fuzzer, its proptest strategy, and
+//! printing as Rust that rebuilds the program (so a shrunk failure becomes a
+//! regression test in one copy).
+
+use std::fmt;
+
+use proptest::prelude::*;
+
+/// A table slot: 0 holds the main greenlet, 1..=SLOTS hold greenlets.
+pub type Slot = usize;
+
+/// Number of greenlet slots besides main's.
+pub const SLOTS: usize = 4;
+
+/// At most this many greenlets are created per program: bodies may create
+/// greenlets that run the same body, so this keeps every program finite.
+pub const CREATE_BUDGET: usize = 12;
+
+/// One step of a body (or of main's script).
+#[derive(Clone, PartialEq)]
+pub enum Step {
+    /// `table[to].switch(value)`; records what comes back.
+    Switch(Slot, i64),
+    /// `table[to].throw(Boom(boom))`; records what comes back.
+    Throw(Slot, i64),
+    /// `table[child].set_parent(&table[parent])`; records the result.
+    SetParent(Slot, Slot),
+    /// `table[slot] = new greenlet running body `slot``, parent = current;
+    /// the handle it replaces is dropped.
+    Create(Slot),
+    /// `table[slot] = None`: drops that handle (maybe the last one: a kill).
+    Drop(Slot),
+    /// Records `is_started`, `is_active`, `is_dead` and the parent of `table[slot]`.
+    Observe(Slot),
+    /// Returns from `run` with this value (never in main's script).
+    Return(i64),
+    /// `panic_any(Boom(boom))`.
+    Panic(i64),
+    /// Runs the steps inside `catch_unwind`; a `Boom` is caught and recorded,
+    /// anything else (`GreenletExit`) goes on unwinding.
+    Catch(Vec<Step>),
+    /// Runs the steps one Rust frame deeper, with a KiB of locals.
+    Nested(Vec<Step>),
+}
+
+/// Main's script and one body per slot (index 0 is unused: main has no body).
+#[derive(Clone, PartialEq)]
+pub struct Program {
+    pub main: Vec<Step>,
+    pub bodies: Vec<Vec<Step>>,
+}
+
+impl Program {
+    /// `bodies[k]` is the body of greenlets created into slot `k + 1`.
+    pub fn new(main: Vec<Step>, bodies: Vec<Vec<Step>>) -> Program {
+        assert!(bodies.len() <= SLOTS, "at most {SLOTS} bodies");
+        let mut all = vec![Vec::new()];
+        all.extend(bodies);
+        all.resize(SLOTS + 1, Vec::new());
+        Program { main, bodies: all }
+    }
+
+    /// Number of steps, nested ones included (for the depth statistics).
+    pub fn size(&self) -> usize {
+        fn count(steps: &[Step]) -> usize {
+            steps
+                .iter()
+                .map(|s| match s {
+                    Step::Catch(inner) | Step::Nested(inner) => 1 + count(inner),
+                    _ => 1,
+                })
+                .sum()
+        }
+        count(&self.main) + self.bodies.iter().map(|b| count(b)).sum::<usize>()
+    }
+}
+
+// ------------------------------------------------------------------ printing
+
+fn write_steps(f: &mut fmt::Formatter<'_>, steps: &[Step], indent: usize) -> fmt::Result {
+    if steps.is_empty() {
+        return write!(f, "vec![]");
+    }
+    writeln!(f, "vec![")?;
+    for step in steps {
+        write!(f, "{:width$}", "", width = indent + 4)?;
+        write_step(f, step, indent + 4)?;
+        writeln!(f, ",")?;
+    }
+    write!(f, "{:width$}]", "", width = indent)
+}
+
+fn write_step(f: &mut fmt::Formatter<'_>, step: &Step, indent: usize) -> fmt::Result {
+    match step {
+        Step::Switch(to, v) => write!(f, "Switch({to}, {v})"),
+        Step::Throw(to, b) => write!(f, "Throw({to}, {b})"),
+        Step::SetParent(c, p) => write!(f, "SetParent({c}, {p})"),
+        Step::Create(s) => write!(f, "Create({s})"),
+        Step::Drop(s) => write!(f, "Drop({s})"),
+        Step::Observe(s) => write!(f, "Observe({s})"),
+        Step::Return(v) => write!(f, "Return({v})"),
+        Step::Panic(b) => write!(f, "Panic({b})"),
+        Step::Catch(inner) => {
+            write!(f, "Catch(")?;
+            write_steps(f, inner, indent)?;
+            write!(f, ")")
+        }
+        Step::Nested(inner) => {
+            write!(f, "Nested(")?;
+            write_steps(f, inner, indent)?;
+            write!(f, ")")
+        }
+    }
+}
+
+/// Prints the program as the Rust expression that rebuilds it.
+impl fmt::Debug for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Program::new(")?;
+        write!(f, "    /* main */ ")?;
+        write_steps(f, &self.main, 4)?;
+        writeln!(f, ",")?;
+        writeln!(f, "    vec![")?;
+        let last = self.bodies.iter().rposition(|b| !b.is_empty()).unwrap_or(0);
+        for (slot, body) in self.bodies.iter().enumerate().take(last + 1).skip(1) {
+            write!(f, "        /* body {slot} */ ")?;
+            write_steps(f, body, 8)?;
+            writeln!(f, ",")?;
+        }
+        writeln!(f, "    ],")?;
+        write!(f, ")")
+    }
+}
+
+impl fmt::Debug for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_step(f, self, 0)
+    }
+}
+
+// ------------------------------------------------------------------ strategy
+
+fn any_slot() -> impl Strategy<Value = Slot> {
+    0..=SLOTS
+}
+
+fn greenlet_slot() -> impl Strategy<Value = Slot> {
+    1..=SLOTS
+}
+
+fn small() -> impl Strategy<Value = i64> {
+    -99i64..100
+}
+
+/// Steps that are not blocks. `in_main`: no `Return` (main never returns).
+fn leaf(in_main: bool) -> BoxedStrategy<Step> {
+    let common = prop_oneof![
+        6 => (any_slot(), small()).prop_map(|(to, v)| Step::Switch(to, v)),
+        2 => (any_slot(), small()).prop_map(|(to, b)| Step::Throw(to, b)),
+        2 => (any_slot(), any_slot()).prop_map(|(c, p)| Step::SetParent(c, p)),
+        3 => greenlet_slot().prop_map(Step::Create),
+        2 => greenlet_slot().prop_map(Step::Drop),
+        1 => any_slot().prop_map(Step::Observe),
+        1 => small().prop_map(Step::Panic),
+    ];
+    if in_main {
+        common.boxed()
+    } else {
+        prop_oneof![12 => common, 1 => small().prop_map(Step::Return)].boxed()
+    }
+}
+
+/// A list of steps where blocks nest up to two levels.
+fn steps(in_main: bool, max_len: usize) -> BoxedStrategy<Vec<Step>> {
+    let step = leaf(in_main).prop_recursive(2, 12, 4, move |inner| {
+        prop_oneof![
+            4 => leaf(in_main),
+            1 => prop::collection::vec(inner.clone(), 1..4).prop_map(Step::Catch),
+            1 => prop::collection::vec(inner, 1..4).prop_map(Step::Nested),
+        ]
+    });
+    prop::collection::vec(step, 0..max_len).boxed()
+}
+
+/// Programs with a main script that creates greenlets first, so that most
+/// steps have something to act on.
+pub fn program() -> impl Strategy<Value = Program> {
+    let creates = prop::collection::vec(greenlet_slot().prop_map(Step::Create), 1..4);
+    (
+        creates,
+        steps(true, 30),
+        prop::collection::vec(steps(false, 10), SLOTS),
+    )
+        .prop_map(|(mut main, rest, bodies)| {
+            main.extend(rest);
+            Program::new(main, bodies)
+        })
+}

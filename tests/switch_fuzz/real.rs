@@ -236,28 +236,10 @@ fn create(ctx: &Rc<Ctx>, by: Id, slot: usize) {
 fn exec(ctx: &Rc<Ctx>, who: Id, steps: &[Step]) -> Flow {
     for step in steps {
         match step {
-            Step::Switch(to, v) => {
-                // The handle lives across the switch and drops right after it
-                // returns (or while it unwinds), before anything is recorded.
-                let got = ctx.get(*to).map(|target| target.switch(*v));
-                match got {
-                    None => ctx.rec(Ev::Skipped { g: who }),
-                    Some(value) => ctx.rec(Ev::Received {
-                        g: who,
-                        value: val(value),
-                    }),
-                }
-            }
-            Step::Throw(to, b) => {
-                let got = ctx.get(*to).map(|target| target.throw(Boom(*b)));
-                match got {
-                    None => ctx.rec(Ev::Skipped { g: who }),
-                    Some(value) => ctx.rec(Ev::Received {
-                        g: who,
-                        value: val(value),
-                    }),
-                }
-            }
+            // The handle lives across the switch and drops right after it
+            // returns (or while it unwinds), before anything is recorded.
+            Step::Switch(to, v) => received(ctx, who, ctx.get(*to).map(|t| t.switch(*v))),
+            Step::Throw(to, b) => received(ctx, who, ctx.get(*to).map(|t| t.throw(Boom(*b)))),
             Step::SetParent(c, p) => {
                 let result = match (ctx.get(*c), ctx.get(*p)) {
                     (Some(child), Some(parent)) => Some(match child.set_parent(&parent) {
@@ -302,6 +284,17 @@ fn exec(ctx: &Rc<Ctx>, who: Id, steps: &[Step]) -> Flow {
         }
     }
     Flow::Next
+}
+
+/// Records what a switch or throw of `who` returned, or that its slot was empty.
+fn received(ctx: &Ctx, who: Id, got: Option<Value>) {
+    ctx.rec(match got {
+        None => Ev::Skipped { g: who },
+        Some(value) => Ev::Received {
+            g: who,
+            value: val(value),
+        },
+    })
 }
 
 /// One frame deeper, with a KiB of locals that must survive the switches

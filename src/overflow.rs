@@ -321,20 +321,9 @@ impl AltStack {
         }
         let page = crate::stack::page_size();
         let len = ALT_STACK_SIZE + page;
-        // SAFETY: a fresh anonymous private mapping; no existing memory involved.
-        let base = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
+        let Ok(base) = crate::stack::map_with_low_guard(len) else {
             return; // without it an overflow is a plain SIGSEGV: still loud
-        }
+        };
         let stack = libc::stack_t {
             // The lowest page is a guard, so a runaway handler faults too.
             ss_sp: base.cast::<u8>().wrapping_add(page).cast(),
@@ -343,10 +332,7 @@ impl AltStack {
         };
         // SAFETY: `base` is our mapping of `len` bytes; the guard page is its
         // first page; the signal stack is the rest, which nothing else uses.
-        let ok = unsafe {
-            libc::mprotect(base, page, libc::PROT_NONE) == 0
-                && libc::sigaltstack(&stack, ptr::null_mut()) == 0
-        };
+        let ok = unsafe { libc::sigaltstack(&stack, ptr::null_mut()) == 0 };
         if !ok {
             // SAFETY: unmapping our own, unused mapping.
             unsafe { libc::munmap(base, len) };

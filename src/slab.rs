@@ -56,7 +56,6 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::ptr;
 
 /// Bytes of the canary below every slab stack. A multiple of 64 (whole cache
 /// lines); checked in full at every switch away and at death.
@@ -224,36 +223,14 @@ fn map_chunk(slot_size: usize) -> io::Result<Chunk> {
         .checked_mul(slot_size)
         .and_then(|n| n.checked_add(2 * page))
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "greenlet: slab too large"))?;
-    // SAFETY: a fresh private anonymous mapping: no existing memory involved.
-    // MAP_NORESERVE: untouched slots cost neither memory nor commit charge.
-    let start = unsafe {
-        libc::mmap(
-            ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
+    // Untouched slots cost neither memory nor commit charge; the lowest page
+    // guards slot 0's overflow.
+    let start = crate::stack::map_with_low_guard(len).map_err(|err| {
+        io::Error::new(
+            err.kind(),
+            format!("greenlet: a {len}-byte slab chunk: {err}"),
         )
-    };
-    if start == libc::MAP_FAILED {
-        let err = io::Error::last_os_error();
-        return Err(io::Error::new(
-            err.kind(),
-            format!("greenlet: cannot map a {len}-byte slab chunk: {err}"),
-        ));
-    }
-    // SAFETY: the first page is inside the mapping we just made; nothing uses it.
-    let guarded = unsafe { libc::mprotect(start, page, libc::PROT_NONE) } == 0;
-    if !guarded {
-        let err = io::Error::last_os_error();
-        // SAFETY: our own mapping, not handed out.
-        unsafe { libc::munmap(start, len) };
-        return Err(io::Error::new(
-            err.kind(),
-            format!("greenlet: cannot protect a slab chunk's guard page: {err}"),
-        ));
-    }
+    })?;
     // Transparent huge pages would make one touched byte cost 2 MiB of a chunk
     // shared by hundreds of stacks; ask for small pages (advice only: failure
     // is harmless).

@@ -68,6 +68,43 @@ pub const DEFAULT_STACK_SIZE: usize = 1 << 20;
 /// ```
 pub const MIN_STACK_SIZE: usize = 32 << 10;
 
+/// A fresh private anonymous mapping of `len` bytes (a whole number of
+/// pages) whose lowest page is `PROT_NONE` and the rest read-write. Pages are
+/// reserved lazily (`MAP_NORESERVE`): untouched ones cost neither memory nor
+/// commit charge. For memory made by hand rather than through `memmap2`: slab
+/// chunks and the overflow handler's signal stacks.
+pub(crate) fn map_with_low_guard(len: usize) -> io::Result<*mut libc::c_void> {
+    // SAFETY: a fresh private anonymous mapping: no existing memory involved.
+    let start = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if start == libc::MAP_FAILED {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(
+            err.kind(),
+            format!("cannot map {len} bytes: {err}"),
+        ));
+    }
+    // SAFETY: the first page is inside the mapping just made; nothing uses it.
+    if unsafe { libc::mprotect(start, page_size(), libc::PROT_NONE) } != 0 {
+        let err = io::Error::last_os_error();
+        // SAFETY: our own mapping, not handed out.
+        unsafe { libc::munmap(start, len) };
+        return Err(io::Error::new(
+            err.kind(),
+            format!("cannot protect a guard page: {err}"),
+        ));
+    }
+    Ok(start)
+}
+
 /// Most stacks a thread keeps for reuse; stacks released beyond this are unmapped.
 ///
 /// ```

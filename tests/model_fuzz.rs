@@ -1,7 +1,7 @@
 //! Differential fuzzing of switch sequences (issue 5): random programs of
 //! create, switch, throw, re-parent, drop, return, panic, catch and nested
 //! frames run on the real crate and on an independent model of SPEC §4
-//! (tests/switch_fuzz/model.rs, which switches no stacks and shares no code
+//! (tests/model_fuzz/model.rs, which switches no stacks and shares no code
 //! with the crate); their traces of observable events must be equal, event by
 //! event. A failure prints the shrunk program as Rust that rebuilds it: paste
 //! it into a `#[test]` below as `assert_same(Program::new(...))`.
@@ -9,13 +9,13 @@
 //! `PROPTEST_CASES` sets the number of programs (default 256). See
 //! docs/fuzzing.md.
 
-#[path = "switch_fuzz/events.rs"]
+#[path = "model_fuzz/events.rs"]
 mod events;
-#[path = "switch_fuzz/model.rs"]
+#[path = "model_fuzz/model.rs"]
 mod model;
-#[path = "switch_fuzz/program.rs"]
+#[path = "model_fuzz/program.rs"]
 mod program;
-#[path = "switch_fuzz/real.rs"]
+#[path = "model_fuzz/real.rs"]
 mod real;
 
 use std::sync::Once;
@@ -82,10 +82,10 @@ proptest! {
         // Shrinking a failure runs many more programs; give it room.
         max_shrink_iters: 10_000,
         // A bug in the switch itself (a register not restored) tends to crash
-        // the process rather than change the trace. SWITCH_FUZZ_FORK=1 runs
+        // the process rather than change the trace. MODEL_FUZZ_FORK=1 runs
         // every program in a child process, so a crash counts as a failing
         // case and is shrunk like any other (slower: a process per program).
-        fork: std::env::var_os("SWITCH_FUZZ_FORK").is_some(),
+        fork: std::env::var_os("MODEL_FUZZ_FORK").is_some(),
         ..Config::default()
     })]
 

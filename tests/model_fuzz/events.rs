@@ -24,6 +24,8 @@ pub struct Seen {
     pub started: bool,
     pub active: bool,
     pub dead: bool,
+    pub current: bool,
+    pub main: bool,
     pub parent: Option<Id>,
 }
 
@@ -35,6 +37,11 @@ pub enum Ev {
     Received { g: Id, value: Val },
     /// A `Catch` block of `g` (or main's script) caught `Boom(boom)`.
     Caught { g: Id, boom: i64 },
+    /// Main's script caught a `GreenletExit` (thrown into main, or into a
+    /// greenlet whose death raised it nowhere else).
+    CaughtExit { g: Id },
+    /// `Upgrade` in `g`: what the weak handle gave.
+    Upgraded { g: Id, got: Option<Id> },
     /// `run` of `g` is returning this value.
     Finished { g: Id, value: i64 },
     /// The frame of `run` of `g` was left (returned, panicked or unwound by a kill).
@@ -60,6 +67,8 @@ impl fmt::Debug for Ev {
             Ev::Started { g, arg } => write!(f, "g{g} started with {arg:?}"),
             Ev::Received { g, value } => write!(f, "g{g} received {value:?}"),
             Ev::Caught { g, boom } => write!(f, "g{g} caught Boom({boom})"),
+            Ev::CaughtExit { g } => write!(f, "g{g} caught GreenletExit"),
+            Ev::Upgraded { g, got } => write!(f, "g{g} upgraded a weak handle: {got:?}"),
             Ev::Finished { g, value } => write!(f, "g{g} returns {value}"),
             Ev::BodyExit { g } => write!(f, "g{g} left run"),
             Ev::Trace {

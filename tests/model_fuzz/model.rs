@@ -2,8 +2,9 @@
 //! switched and nothing from the crate is used: each greenlet is a stack of
 //! block frames with program counters, control is a `current` variable, and
 //! strong handles are *counted from where they live* (table slots, parent
-//! links, the handle a suspended step holds, the current greenlet, a kill in
-//! progress) rather than kept in a counter, so a wrong count cannot hide.
+//! links, the handle a suspended step holds, `Hold` blocks' locals, the
+//! current greenlet, a kill in progress) rather than kept in a counter, so a
+//! wrong count cannot hide.
 
 use super::events::{Ev, Id, Seen, Val};
 use super::program::{Program, Step, CREATE_BUDGET, SLOTS};
@@ -20,6 +21,8 @@ enum Kind {
     Body,
     Catch,
     Nested,
+    /// A `Hold` or `Take` block: its frame owns a handle.
+    Hold,
     /// Main's script: every step is caught separately.
     MainScript,
 }
@@ -28,15 +31,53 @@ struct Frame {
     steps: Vec<Step>,
     pc: usize,
     kind: Kind,
+    /// The handle a `Hold` block's local owns (None elsewhere, or when the
+    /// slot it cloned was empty).
+    held: Option<Id>,
 }
 
-/// What a switch carries. Programs only ever panic with `Boom`; the one
-/// `GreenletExit` there is, a kill's, is simulated whole in `Model::kill`.
+impl Frame {
+    fn new(steps: Vec<Step>, kind: Kind, held: Option<Id>) -> Frame {
+        Frame {
+            steps,
+            pc: 0,
+            kind,
+            held,
+        }
+    }
+}
+
+/// A value handed over by a switch or a death.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Data {
+    Int(i64),
+    /// `Value::new(GreenletExit)`: what a quiet death hands its parent (S6).
+    Exit,
+}
+
+impl Data {
+    fn val(self) -> Val {
+        match self {
+            Data::Int(i) => Val::Int(i),
+            Data::Exit => Val::Exit,
+        }
+    }
+}
+
+/// A panic payload.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Payload {
+    Boom(i64),
+    GreenletExit,
+}
+
+/// What a switch carries. A kill's `GreenletExit` runs no step of the
+/// program, so it is simulated whole in `Model::kill`, not sent as a `Msg`.
 #[derive(Clone, Copy, Debug)]
 enum Msg {
-    Value(i64),
-    /// `Boom(i64)`, raised on arrival.
-    Throw(i64),
+    Value(Data),
+    /// Raised on arrival.
+    Throw(Payload),
 }
 
 impl Msg {
@@ -58,29 +99,48 @@ struct G {
     body_alive: bool,
 }
 
+/// How often a run reached the rarer corners of S10, for the generator's
+/// depth check.
+#[derive(Default, Debug)]
+pub struct Stats {
+    /// Greenlets killed on drop.
+    pub kills: usize,
+    /// Kills whose dropper was itself being killed (its unwinding dropped
+    /// the last handle to another suspended greenlet).
+    pub kills_in_kills: usize,
+    /// Kills set off by a `Hold` block letting go of its handle.
+    pub kills_by_locals: usize,
+}
+
 struct Model {
     program: Program,
     gs: Vec<G>,
     table: Vec<Option<Id>>,
+    /// Weak handles (S13): they count for nothing.
+    weak: Vec<Option<Id>>,
     current: Id,
     /// Handles held by kills in progress (the victim, its old parent).
     held: Vec<Id>,
     creates: usize,
     trace: Vec<Ev>,
+    stats: Stats,
+    /// A `Hold` block's handle is being dropped.
+    in_local_drop: bool,
 }
 
 /// Runs `program` on the model and returns its trace.
 pub fn run(program: &Program) -> Vec<Ev> {
+    run_with_stats(program).0
+}
+
+/// Runs `program` on the model and returns its trace and how deep it went.
+pub fn run_with_stats(program: &Program) -> (Vec<Ev>, Stats) {
     let main = G {
         body: 0,
         state: State::Started,
         parent: None,
         released: false,
-        frames: vec![Frame {
-            steps: program.main.clone(),
-            pc: 0,
-            kind: Kind::MainScript,
-        }],
+        frames: vec![Frame::new(program.main.clone(), Kind::MainScript, None)],
         temp: None,
         body_alive: false,
     };
@@ -88,10 +148,13 @@ pub fn run(program: &Program) -> Vec<Ev> {
         program: program.clone(),
         gs: vec![main],
         table: vec![None; SLOTS + 1],
+        weak: vec![None; SLOTS + 1],
         current: 0,
         held: Vec::new(),
         creates: 0,
         trace: Vec::new(),
+        stats: Stats::default(),
+        in_local_drop: false,
     };
     m.table[0] = Some(0);
     while m.step() {}
@@ -107,7 +170,7 @@ pub fn run(program: &Program) -> Vec<Ev> {
     }
     let count = m.gs.iter().filter(|g| g.body_alive).count();
     m.trace.push(Ev::Live { count });
-    m.trace
+    (m.trace, m.stats)
 }
 
 impl Model {
@@ -128,8 +191,14 @@ impl Model {
             .filter(|g| !g.released && g.parent == Some(id))
             .count();
         let temps = self.gs.iter().filter(|g| g.temp == Some(id)).count();
+        let locals = self
+            .gs
+            .iter()
+            .flat_map(|g| &g.frames)
+            .filter(|f| f.held == Some(id))
+            .count();
         let held = self.held.iter().filter(|h| **h == id).count();
-        in_table + links + temps + held + usize::from(self.current == id)
+        in_table + links + temps + locals + held + usize::from(self.current == id)
     }
 
     fn first_live(&self, mut id: Id) -> Id {
@@ -160,8 +229,9 @@ impl Model {
                     let value = -(self.gs[cur as usize].body as i64);
                     self.finish(cur, value);
                 }
-                Kind::Catch | Kind::Nested => {
-                    self.g(cur).frames.pop();
+                Kind::Catch | Kind::Nested | Kind::Hold => {
+                    let done = self.g(cur).frames.pop().unwrap();
+                    self.local_dropped(done.held);
                     self.top().pc += 1;
                 }
             }
@@ -171,12 +241,31 @@ impl Model {
         match step {
             Step::Switch(to, v) => match self.table[to] {
                 None => self.skip(),
-                Some(target) => self.transfer(target, Msg::Value(v)),
+                Some(target) => self.transfer(target, Msg::Value(Data::Int(v))),
             },
             Step::Throw(to, b) => match self.table[to] {
                 None => self.skip(),
-                Some(target) => self.transfer(target, Msg::Throw(b)),
+                Some(target) => self.transfer(target, Msg::Throw(Payload::Boom(b))),
             },
+            Step::Exit(to) => match self.table[to] {
+                None => self.skip(),
+                Some(target) => self.transfer(target, Msg::Throw(Payload::GreenletExit)),
+            },
+            Step::Downgrade(slot) => {
+                self.weak[slot] = self.table[slot];
+                self.top().pc += 1;
+            }
+            Step::Upgrade(slot) if self.weak[slot].is_none() => self.skip(),
+            Step::Upgrade(slot) => {
+                let got = self.weak[slot].filter(|id| !self.gs[*id as usize].released);
+                self.rec(Ev::Upgraded { g: cur, got });
+                if let Some(got) = got {
+                    if let Some(old) = self.table[slot].replace(got) {
+                        self.handle_dropped(old);
+                    }
+                }
+                self.top().pc += 1;
+            }
             Step::SetParent(c, p) => match (self.table[c], self.table[p]) {
                 (Some(child), Some(parent)) => {
                     let result = self.set_parent(child, parent);
@@ -223,17 +312,24 @@ impl Model {
                 assert!(cur != 0, "model: main's script cannot return");
                 self.finish(cur, v);
             }
-            Step::Panic(b) => self.raise(cur, b),
-            Step::Catch(inner) => self.g(cur).frames.push(Frame {
-                steps: inner,
-                pc: 0,
-                kind: Kind::Catch,
-            }),
-            Step::Nested(inner) => self.g(cur).frames.push(Frame {
-                steps: inner,
-                pc: 0,
-                kind: Kind::Nested,
-            }),
+            Step::Panic(b) => self.raise(cur, Payload::Boom(b)),
+            Step::Quit => self.raise(cur, Payload::GreenletExit),
+            Step::Catch(inner) => self
+                .g(cur)
+                .frames
+                .push(Frame::new(inner, Kind::Catch, None)),
+            Step::Nested(inner) => self
+                .g(cur)
+                .frames
+                .push(Frame::new(inner, Kind::Nested, None)),
+            Step::Hold(slot, inner) => {
+                let held = self.table[slot];
+                self.g(cur).frames.push(Frame::new(inner, Kind::Hold, held));
+            }
+            Step::Take(slot, inner) => {
+                let held = self.table[slot].take();
+                self.g(cur).frames.push(Frame::new(inner, Kind::Hold, held));
+            }
         }
         true
     }
@@ -252,6 +348,8 @@ impl Model {
                 started: g.state != State::Unstarted,
                 active: g.state == State::Started,
                 dead: g.state == State::Dead,
+                current: self.current == id,
+                main: id == 0,
                 parent: g.parent,
             }
         });
@@ -283,7 +381,12 @@ impl Model {
         let cur = self.current;
         let live = self.first_live(target);
         // A Boom thrown into a dead greenlet is raised in its first live
-        // ancestor (S7): the message is the same, only its receiver changes.
+        // ancestor (S7); a GreenletExit is handled as the dead greenlet's
+        // death would have been: a plain value (S6).
+        let msg = match msg {
+            Msg::Throw(Payload::GreenletExit) if live != target => Msg::Value(Data::Exit),
+            msg => msg,
+        };
         self.g(cur).temp = Some(target);
         if live == cur {
             self.rec(Ev::Trace {
@@ -322,20 +425,13 @@ impl Model {
     fn start(&mut self, g: Id, msg: Msg) {
         match msg {
             Msg::Value(v) => {
-                self.rec(Ev::Started {
-                    g,
-                    arg: Val::Int(v),
-                });
+                self.rec(Ev::Started { g, arg: v.val() });
                 let steps = self.program.bodies[self.gs[g as usize].body].clone();
-                self.g(g).frames.push(Frame {
-                    steps,
-                    pc: 0,
-                    kind: Kind::Body,
-                });
+                self.g(g).frames.push(Frame::new(steps, Kind::Body, None));
             }
-            Msg::Throw(boom) => {
+            Msg::Throw(payload) => {
                 self.g(g).body_alive = false; // the closure is dropped unrun
-                self.die(g, Msg::Throw(boom));
+                self.die(g, Msg::Throw(payload));
             }
         }
     }
@@ -348,61 +444,84 @@ impl Model {
         }
         match msg {
             Msg::Value(v) => {
-                self.rec(Ev::Received {
-                    g,
-                    value: Val::Int(v),
-                });
+                self.rec(Ev::Received { g, value: v.val() });
                 self.top().pc += 1;
             }
-            Msg::Throw(boom) => self.raise(g, boom),
+            Msg::Throw(payload) => self.raise(g, payload),
         }
     }
 
-    /// `Boom(boom)` raised in `g`: caught by the innermost `Catch` or by
-    /// main's script, or it kills `g` and goes on to its parent (S5).
-    fn raise(&mut self, g: Id, boom: i64) {
+    /// `payload` raised in `g`: a `Boom` is caught by the innermost `Catch`,
+    /// anything by main's script; otherwise it kills `g` and goes on to its
+    /// parent (S5, S6). `Hold` blocks let go of their handles on the way.
+    fn raise(&mut self, g: Id, payload: Payload) {
         loop {
             let frame = self.g(g).frames.pop().expect("model: a frame to unwind");
-            match frame.kind {
-                Kind::Catch => {
+            match (frame.kind, payload) {
+                (Kind::Catch, Payload::Boom(boom)) => {
                     self.rec(Ev::Caught { g, boom });
                     self.top().pc += 1;
                     return;
                 }
-                Kind::MainScript => {
-                    self.rec(Ev::Caught { g, boom });
+                (Kind::MainScript, _) => {
+                    self.rec(match payload {
+                        Payload::Boom(boom) => Ev::Caught { g, boom },
+                        Payload::GreenletExit => Ev::CaughtExit { g },
+                    });
                     self.g(g).frames.push(Frame {
                         pc: frame.pc + 1,
                         ..frame
                     });
                     return;
                 }
-                Kind::Body => {
+                (Kind::Body, _) => {
                     self.rec(Ev::BodyExit { g });
                     self.g(g).body_alive = false;
-                    return self.die(g, Msg::Throw(boom));
+                    return self.die(g, Msg::Throw(payload));
                 }
-                Kind::Nested => {}
+                (Kind::Hold, _) => {
+                    self.local_dropped(frame.held);
+                }
+                (Kind::Catch | Kind::Nested, _) => {}
             }
         }
     }
 
-    /// `run` of `g` returns `value`.
+    /// `run` of `g` returns `value`: the blocks it returns through let go of
+    /// their handles first.
     fn finish(&mut self, g: Id, value: i64) {
+        while self.gs[g as usize].frames.len() > 1 {
+            let frame = self.g(g).frames.pop().unwrap();
+            self.local_dropped(frame.held);
+        }
         self.rec(Ev::Finished { g, value });
         self.rec(Ev::BodyExit { g });
         self.g(g).body_alive = false;
-        self.die(g, Msg::Value(value));
+        self.die(g, Msg::Value(Data::Int(value)));
     }
 
-    /// S2: `g` is dead; its first live ancestor resumes with `msg`.
+    /// S2: `g` is dead; its first live ancestor resumes with `msg`, where a
+    /// `GreenletExit` has become a plain value (S6).
     fn die(&mut self, g: Id, msg: Msg) {
+        let msg = match msg {
+            Msg::Throw(Payload::GreenletExit) => Msg::Value(Data::Exit),
+            msg => msg,
+        };
         let me = self.g(g);
         me.state = State::Dead;
         me.frames.clear();
         let parent = me.parent.expect("model: only main has no parent");
         let parent = self.first_live(parent);
         self.switch_to(g, parent, msg);
+    }
+
+    /// A `Hold` block's local handle (if it had one) went away.
+    fn local_dropped(&mut self, held: Option<Id>) {
+        if let Some(h) = held {
+            let outer = std::mem::replace(&mut self.in_local_drop, true);
+            self.handle_dropped(h);
+            self.in_local_drop = outer;
+        }
     }
 
     /// One strong handle to `id` went away: if it was the last, kill a
@@ -438,6 +557,9 @@ impl Model {
     /// here in one go.
     fn kill(&mut self, victim: Id) {
         let dropper = self.current;
+        self.stats.kills += 1;
+        self.stats.kills_in_kills += usize::from(self.held.contains(&dropper));
+        self.stats.kills_by_locals += usize::from(std::mem::take(&mut self.in_local_drop));
         self.held.push(victim); // resurrected for the kill
         let old = self.g(victim).parent.replace(dropper);
         if let Some(old) = old {
@@ -451,11 +573,15 @@ impl Model {
             target: victim,
         });
         self.handle_dropped(dropper);
-        // Unwinding: the pending step's handle first, then run's frame.
+        // Unwinding: the pending step's handle first, then the `Hold` blocks'
+        // handles from the innermost out (each may kill another greenlet, with
+        // the victim as the dropper), then run's frame.
         if let Some(t) = self.g(victim).temp.take() {
             self.handle_dropped(t);
         }
-        self.g(victim).frames.clear();
+        while let Some(frame) = self.g(victim).frames.pop() {
+            self.local_dropped(frame.held);
+        }
         self.rec(Ev::BodyExit { g: victim });
         self.g(victim).body_alive = false;
         // Death by GreenletExit: a plain value back to the dropper.

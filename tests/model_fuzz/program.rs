@@ -23,6 +23,8 @@ pub enum Step {
     Switch(Slot, i64),
     /// `table[to].throw(Boom(boom))`; records what comes back.
     Throw(Slot, i64),
+    /// `table[to].throw(GreenletExit)`; records what comes back (S6, S7).
+    Exit(Slot),
     /// `table[child].set_parent(&table[parent])`; records the result.
     SetParent(Slot, Slot),
     /// `table[slot] = new greenlet running body `slot``, parent = current;
@@ -36,11 +38,24 @@ pub enum Step {
     Return(i64),
     /// `panic_any(Boom(boom))`.
     Panic(i64),
+    /// `panic_any(GreenletExit)`: a quiet death (S6).
+    Quit,
+    /// `weak[slot] = table[slot].downgrade()` (or `None` for an empty slot).
+    Downgrade(Slot),
+    /// `table[slot] = weak[slot].upgrade()` when that gives a handle (S13);
+    /// records what it gave. The handle it replaces is dropped.
+    Upgrade(Slot),
     /// Runs the steps inside `catch_unwind`; a `Boom` is caught and recorded,
     /// anything else (`GreenletExit`) goes on unwinding.
     Catch(Vec<Step>),
     /// Runs the steps one Rust frame deeper, with a KiB of locals.
     Nested(Vec<Step>),
+    /// Runs the steps holding a clone of `table[slot]` in a local, dropped
+    /// when the block is left (normally, by unwinding, or by a kill).
+    Hold(Slot, Vec<Step>),
+    /// Like `Hold`, but the handle is moved out of the table (the slot is
+    /// empty meanwhile), so the block's end often drops the last handle.
+    Take(Slot, Vec<Step>),
 }
 
 /// Main's script and one body per slot (index 0 is unused: main has no body).
@@ -66,7 +81,10 @@ impl Program {
             steps
                 .iter()
                 .map(|s| match s {
-                    Step::Catch(inner) | Step::Nested(inner) => 1 + count(inner),
+                    Step::Catch(inner)
+                    | Step::Nested(inner)
+                    | Step::Hold(_, inner)
+                    | Step::Take(_, inner) => 1 + count(inner),
                     _ => 1,
                 })
                 .sum()
@@ -94,12 +112,16 @@ fn write_step(f: &mut fmt::Formatter<'_>, step: &Step, indent: usize) -> fmt::Re
     match step {
         Step::Switch(to, v) => write!(f, "Switch({to}, {v})"),
         Step::Throw(to, b) => write!(f, "Throw({to}, {b})"),
+        Step::Exit(to) => write!(f, "Exit({to})"),
         Step::SetParent(c, p) => write!(f, "SetParent({c}, {p})"),
         Step::Create(s) => write!(f, "Create({s})"),
         Step::Drop(s) => write!(f, "Drop({s})"),
         Step::Observe(s) => write!(f, "Observe({s})"),
         Step::Return(v) => write!(f, "Return({v})"),
         Step::Panic(b) => write!(f, "Panic({b})"),
+        Step::Quit => write!(f, "Quit"),
+        Step::Downgrade(s) => write!(f, "Downgrade({s})"),
+        Step::Upgrade(s) => write!(f, "Upgrade({s})"),
         Step::Catch(inner) => {
             write!(f, "Catch(")?;
             write_steps(f, inner, indent)?;
@@ -107,6 +129,16 @@ fn write_step(f: &mut fmt::Formatter<'_>, step: &Step, indent: usize) -> fmt::Re
         }
         Step::Nested(inner) => {
             write!(f, "Nested(")?;
+            write_steps(f, inner, indent)?;
+            write!(f, ")")
+        }
+        Step::Hold(s, inner) => {
+            write!(f, "Hold({s}, ")?;
+            write_steps(f, inner, indent)?;
+            write!(f, ")")
+        }
+        Step::Take(s, inner) => {
+            write!(f, "Take({s}, ")?;
             write_steps(f, inner, indent)?;
             write!(f, ")")
         }
@@ -162,11 +194,19 @@ fn leaf(in_main: bool) -> BoxedStrategy<Step> {
         2 => greenlet_slot().prop_map(Step::Drop),
         1 => any_slot().prop_map(Step::Observe),
         1 => small().prop_map(Step::Panic),
+        1 => any_slot().prop_map(Step::Exit),
+        1 => any_slot().prop_map(Step::Downgrade),
+        1 => any_slot().prop_map(Step::Upgrade),
     ];
     if in_main {
         common.boxed()
     } else {
-        prop_oneof![12 => common, 1 => small().prop_map(Step::Return)].boxed()
+        prop_oneof![
+            24 => common,
+            2 => small().prop_map(Step::Return),
+            1 => Just(Step::Quit),
+        ]
+        .boxed()
     }
 }
 
@@ -175,8 +215,12 @@ fn steps(in_main: bool, max_len: usize) -> BoxedStrategy<Vec<Step>> {
     let step = leaf(in_main).prop_recursive(2, 12, 4, move |inner| {
         prop_oneof![
             4 => leaf(in_main),
-            1 => prop::collection::vec(inner.clone(), 1..4).prop_map(Step::Catch),
-            1 => prop::collection::vec(inner, 1..4).prop_map(Step::Nested),
+            2 => prop::collection::vec(inner.clone(), 1..4).prop_map(Step::Catch),
+            1 => prop::collection::vec(inner.clone(), 1..4).prop_map(Step::Nested),
+            1 => (any_slot(), prop::collection::vec(inner.clone(), 1..4))
+                .prop_map(|(slot, steps)| Step::Hold(slot, steps)),
+            2 => (greenlet_slot(), prop::collection::vec(inner, 1..4))
+                .prop_map(|(slot, steps)| Step::Take(slot, steps)),
         ]
     });
     prop::collection::vec(step, 0..max_len).boxed()
@@ -189,7 +233,7 @@ pub fn program() -> impl Strategy<Value = Program> {
     (
         creates,
         steps(true, 30),
-        prop::collection::vec(steps(false, 10), SLOTS),
+        prop::collection::vec(steps(false, 14), SLOTS),
     )
         .prop_map(|(mut main, rest, bodies)| {
             main.extend(rest);

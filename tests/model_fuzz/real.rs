@@ -17,6 +17,7 @@ use super::program::{Program, Step, CREATE_BUDGET, SLOTS};
 struct Ctx {
     program: Program,
     table: RefCell<Vec<Option<Greenlet>>>,
+    weak: RefCell<Vec<Option<WeakGreenlet>>>,
     trace: RefCell<Vec<Ev>>,
     /// Greenlet identity (its address, as its `Hash` writes it) to its id.
     ids: RefCell<HashMap<u64, Id>>,
@@ -117,6 +118,7 @@ pub fn run(program: &Program) -> Vec<Ev> {
     let ctx = Rc::new(Ctx {
         program: program.clone(),
         table: RefCell::new(vec![None; SLOTS + 1]),
+        weak: RefCell::new(vec![None; SLOTS + 1]),
         trace: RefCell::new(Vec::new()),
         ids: RefCell::new(HashMap::new()),
         next_id: Cell::new(1),
@@ -146,6 +148,7 @@ pub fn run(program: &Program) -> Vec<Ev> {
             Ok(Flow::Return(_)) => panic!("driver: main's script cannot return"),
             Err(p) => match p.downcast::<Boom>() {
                 Ok(boom) => ctx.rec(Ev::Caught { g: 0, boom: boom.0 }),
+                Err(p) if p.is::<GreenletExit>() => ctx.rec(Ev::CaughtExit { g: 0 }),
                 Err(p) => panic::resume_unwind(p),
             },
         }
@@ -185,6 +188,8 @@ fn observe(ctx: &Ctx, slot: usize) -> Ev {
         started: g.is_started(),
         active: g.is_active(),
         dead: g.is_dead(),
+        current: g.is_current(),
+        main: g.is_main(),
         parent: g.parent().map(|p| ctx.id_of(&p)),
     });
     Ev::Observe { slot, seen }
@@ -240,6 +245,26 @@ fn exec(ctx: &Rc<Ctx>, who: Id, steps: &[Step]) -> Flow {
             // returns (or while it unwinds), before anything is recorded.
             Step::Switch(to, v) => received(ctx, who, ctx.get(*to).map(|t| t.switch(*v))),
             Step::Throw(to, b) => received(ctx, who, ctx.get(*to).map(|t| t.throw(Boom(*b)))),
+            Step::Exit(to) => received(ctx, who, ctx.get(*to).map(|t| t.throw(GreenletExit))),
+            Step::Downgrade(slot) => {
+                let weak = ctx.get(*slot).map(|g| g.downgrade());
+                ctx.weak.borrow_mut()[*slot] = weak;
+            }
+            Step::Upgrade(slot) => {
+                let weak = ctx.weak.borrow()[*slot].clone();
+                let Some(weak) = weak else {
+                    ctx.rec(Ev::Skipped { g: who });
+                    continue;
+                };
+                let got = weak.upgrade();
+                ctx.rec(Ev::Upgraded {
+                    g: who,
+                    got: got.as_ref().map(|g| ctx.id_of(g)),
+                });
+                if let Some(got) = got {
+                    drop(ctx.replace(*slot, Some(got)));
+                }
+            }
             Step::SetParent(c, p) => {
                 let result = match (ctx.get(*c), ctx.get(*p)) {
                     (Some(child), Some(parent)) => Some(match child.set_parent(&parent) {
@@ -263,6 +288,7 @@ fn exec(ctx: &Rc<Ctx>, who: Id, steps: &[Step]) -> Flow {
             }
             Step::Return(v) => return Flow::Return(*v),
             Step::Panic(b) => panic::panic_any(Boom(*b)),
+            Step::Quit => panic::panic_any(GreenletExit),
             Step::Catch(inner) => {
                 match panic::catch_unwind(AssertUnwindSafe(|| exec(ctx, who, inner))) {
                     Ok(Flow::Next) => {}
@@ -278,6 +304,16 @@ fn exec(ctx: &Rc<Ctx>, who: Id, steps: &[Step]) -> Flow {
             }
             Step::Nested(inner) => {
                 if let Flow::Return(v) = nested(ctx, who, inner) {
+                    return Flow::Return(v);
+                }
+            }
+            Step::Hold(slot, inner) | Step::Take(slot, inner) => {
+                // Dropped when this block is left, however it is left.
+                let _held = match step {
+                    Step::Take(..) => ctx.replace(*slot, None),
+                    _ => ctx.get(*slot),
+                };
+                if let Flow::Return(v) = exec(ctx, who, inner) {
                     return Flow::Return(v);
                 }
             }

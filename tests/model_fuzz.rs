@@ -72,6 +72,21 @@ fn compare(program: &Program) -> Result<usize, String> {
     ))
 }
 
+/// Whether `program` makes the crate and the model differ (or panics the
+/// driver or the model).
+fn fails(program: &Program) -> bool {
+    !matches!(std::panic::catch_unwind(|| compare(program)), Ok(Ok(_)))
+}
+
+/// The failing `program` made as simple as it goes: steps removed and blocks
+/// unwrapped, one edit at a time, for as long as it still fails.
+fn simplest(mut program: Program) -> Program {
+    while let Some(simpler) = program.simpler().into_iter().find(fails) {
+        program = simpler;
+    }
+    program
+}
+
 fn assert_same(program: Program) {
     quiet_booms();
     if let Err(diff) = compare(&program) {
@@ -98,8 +113,14 @@ proptest! {
     #[test]
     fn the_crate_matches_the_model(program in program::program()) {
         quiet_booms();
-        let outcome = compare(&program);
-        prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
+        if let Err(diff) = compare(&program) {
+            // proptest shrinks this failure and prints its last program; one
+            // simplified further (blocks unwrapped too) is printed here, with
+            // the difference it makes.
+            let simplest = simplest(program);
+            let diff = compare(&simplest).err().unwrap_or(diff);
+            prop_assert!(false, "{diff}\nsimplest failing program: {simplest:?}");
+        }
     }
 }
 

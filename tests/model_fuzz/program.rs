@@ -93,6 +93,68 @@ impl Program {
     }
 }
 
+// ------------------------------------------------------------ simplifying
+
+/// Every program one edit simpler than `steps`: a step removed, or a block
+/// replaced by the steps inside it. proptest's shrinking cannot do the
+/// second (it shrinks a block into some other step), so a failure is
+/// simplified further with these before it is printed.
+fn simpler_lists(steps: &[Step]) -> Vec<Vec<Step>> {
+    let mut out = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let mut without = steps.to_vec();
+        without.remove(i);
+        out.push(without);
+        let inner = match step {
+            Step::Catch(inner)
+            | Step::Nested(inner)
+            | Step::Hold(_, inner)
+            | Step::Take(_, inner) => inner,
+            _ => continue,
+        };
+        let mut spliced = steps[..i].to_vec();
+        spliced.extend(inner.iter().cloned());
+        spliced.extend(steps[i + 1..].iter().cloned());
+        out.push(spliced);
+        for simpler in simpler_lists(inner) {
+            let mut edited = steps.to_vec();
+            edited[i] = match step {
+                Step::Catch(_) => Step::Catch(simpler),
+                Step::Nested(_) => Step::Nested(simpler),
+                Step::Hold(slot, _) => Step::Hold(*slot, simpler),
+                Step::Take(slot, _) => Step::Take(*slot, simpler),
+                _ => unreachable!(),
+            };
+            out.push(edited);
+        }
+    }
+    out
+}
+
+impl Program {
+    /// Programs one edit simpler than this one (see `simpler_lists`).
+    pub fn simpler(&self) -> Vec<Program> {
+        let mut out: Vec<Program> = simpler_lists(&self.main)
+            .into_iter()
+            .map(|main| Program {
+                main,
+                bodies: self.bodies.clone(),
+            })
+            .collect();
+        for (k, body) in self.bodies.iter().enumerate() {
+            for simpler in simpler_lists(body) {
+                let mut bodies = self.bodies.clone();
+                bodies[k] = simpler;
+                out.push(Program {
+                    main: self.main.clone(),
+                    bodies,
+                });
+            }
+        }
+        out
+    }
+}
+
 // ------------------------------------------------------------------ printing
 
 fn write_steps(f: &mut fmt::Formatter<'_>, steps: &[Step], indent: usize) -> fmt::Result {

@@ -7,7 +7,7 @@
 #   ./test.sh native     skip the cross targets
 #
 # PROPTEST_CASES sets the property tests' depth (defaults below: more natively, fewer under qemu);
-# SWITCH_FUZZ_CASES / SWITCH_FUZZ_CASES_QEMU set the differential switch fuzzer's program counts.
+# MODEL_FUZZ_CASES / MODEL_FUZZ_CASES_QEMU set the differential model fuzzer's program counts.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -55,8 +55,8 @@ PROPTEST_CASES="${PROPTEST_CASES:-1000}" GREENLET_REQUIRE_GDB=1 cargo test
 step "native tests (release)"
 PROPTEST_CASES="${PROPTEST_CASES:-1000}" cargo test --release
 
-step "differential switch fuzzer: crate vs model (release, ${SWITCH_FUZZ_CASES:-20000} programs)"
-PROPTEST_CASES="${SWITCH_FUZZ_CASES:-20000}" cargo test --release --test switch_fuzz
+step "differential model fuzzer: crate vs model (release, ${MODEL_FUZZ_CASES:-20000} programs)"
+PROPTEST_CASES="${MODEL_FUZZ_CASES:-20000}" cargo test --release --test model_fuzz
 
 if [ "$(uname -m)" = x86_64 ]; then
   step "native tests under valgrind (0 errors, 0 bytes definitely lost)"
@@ -105,8 +105,8 @@ if [ "$mode" = all ]; then
   for t in "${CROSS_TARGETS[@]}"; do
     step "tests under qemu: $t"
     PROPTEST_CASES="${PROPTEST_CASES_QEMU:-200}" qemu_run cargo test --target "$t" -- --test-threads=1
-    step "differential switch fuzzer under qemu: $t (${SWITCH_FUZZ_CASES_QEMU:-1000} programs)"
-    PROPTEST_CASES="${SWITCH_FUZZ_CASES_QEMU:-1000}" qemu_run cargo test --target "$t" --test switch_fuzz
+    step "differential model fuzzer under qemu: $t (${MODEL_FUZZ_CASES_QEMU:-1000} programs)"
+    PROPTEST_CASES="${MODEL_FUZZ_CASES_QEMU:-1000}" qemu_run cargo test --target "$t" --test model_fuzz
     cargo run -q --target "$t" --example concepts | diff - <(printf '%s\n' "$expected")
   done
 fi

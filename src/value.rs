@@ -16,8 +16,10 @@ type Inline = [MaybeUninit<usize>; INLINE_WORDS];
 struct VTable {
     type_id: fn() -> TypeId,
     type_name: fn() -> &'static str,
-    /// Drops the stored value in place (inline) or frees its box (boxed).
-    drop: unsafe fn(&mut Inline),
+    /// Drops the stored value in place (inline) or frees its box (boxed);
+    /// `None` for inline types with no destructor (`()`, integers, `&T`...),
+    /// so that dropping such a `Value` costs a branch, not an indirect call.
+    drop: Option<unsafe fn(&mut Inline)>,
 }
 
 struct Ops<T>(T);
@@ -29,7 +31,11 @@ impl<T: 'static> Ops<T> {
     const VTABLE: VTable = VTable {
         type_id: TypeId::of::<T>,
         type_name: std::any::type_name::<T>,
-        drop: Self::drop_stored,
+        drop: if Self::INLINE && !mem::needs_drop::<T>() {
+            None
+        } else {
+            Some(Self::drop_stored)
+        },
     };
 
     /// # Safety
@@ -185,10 +191,13 @@ impl Value {
 }
 
 impl Drop for Value {
+    #[inline]
     fn drop(&mut self) {
-        // SAFETY: the slot holds the value stored by Value::new with this vtable,
-        // not yet moved out (every move-out path forgets the Value).
-        unsafe { (self.vtable.drop)(&mut self.slot) }
+        if let Some(drop_stored) = self.vtable.drop {
+            // SAFETY: the slot holds the value stored by Value::new with this
+            // vtable, not yet moved out (every move-out path forgets the Value).
+            unsafe { drop_stored(&mut self.slot) }
+        }
     }
 }
 

@@ -46,6 +46,21 @@ struct Transfer {
     message: ManuallyDrop<Message>,
     /// The origin has just died: its stack can go back to the pool.
     origin_died: bool,
+    /// The suspended side's AddressSanitizer fake-stack handle.
+    #[cfg(feature = "asan")]
+    fiber: crate::asan::Suspended,
+}
+
+impl Transfer {
+    fn new(message: Message) -> Transfer {
+        Transfer {
+            origin: std::ptr::null(),
+            message: ManuallyDrop::new(message),
+            origin_died: false,
+            #[cfg(feature = "asan")]
+            fiber: crate::asan::Suspended::fresh(),
+        }
+    }
 }
 
 /// The first live greenlet at or above `g` (SPEC S4, S7): dead greenlets pass
@@ -67,69 +82,113 @@ fn first_live(mut g: *const Inner) -> *const Inner {
 
 /// Switches to (the first live ancestor of) `target` with `message`, and
 /// returns what is later switched back to the caller.
+///
+/// Always inlined, so that the assembly switch is called from the frame of
+/// the code that called `switch` or `throw`. The switch enters the resumed
+/// side with a `jmp`, which leaves the CPU's return-address predictor one
+/// entry out of step; a `ret` out of a frame that was suspended across the
+/// switch would then be mispredicted, every time. With the switch inlined,
+/// the frames around it are the user's own, which usually switch again
+/// before they return, and the bookkeeping after it ([`resumed`]) is an
+/// ordinary call that returns before the next switch, so its `ret` is
+/// predicted. The checks before it are inlined too; the rare routes (a dead
+/// target, a switch to self) go out of line through [`reroute`].
+#[inline(always)]
 pub(crate) fn transfer(target: *const Inner, message: Message) -> Value {
+    let mut transfer = Transfer::new(message);
     let current = thread::current_ptr();
-    let live = first_live(target);
-    // A throw into a dead greenlet is handled as its death would be (as in
-    // Python's greenlet): GreenletExit becomes a plain return value (SPEC S6)
-    // and anything else is raised in the first live ancestor.
-    let message = match message {
-        Message::Throw(payload) if live != target => death_by_panic(payload),
-        message => message,
+    // SAFETY: `target` is live (the caller holds a handle to it).
+    let route = if unsafe { (*target).state.get() } != State::Dead && target != current {
+        transfer.origin = current;
+        // SAFETY: `current` is running; `target` is live, not running (it is
+        // not current) and not dead; `transfer` stays on this frame.
+        Some(unsafe { arm(current, target, &mut transfer) })
+    } else {
+        // SAFETY: as above.
+        unsafe { reroute(target, current, &mut transfer) }
     };
-    let target = live;
-    if target == current {
-        let message = trace_self(current, message);
-        return deliver(message);
-    }
-    // SAFETY: `current` is live (CURRENT owns a reference) and stays suspended
-    // on this very frame until the switch returns.
-    let received = unsafe { switch_to(current, target, message, false) };
-    deliver(received)
-}
-
-/// Raises or returns a message on the side that received it.
-#[inline]
-fn deliver(message: Message) -> Value {
-    match message {
-        Message::Value(v) => v,
-        Message::Throw(payload) => panic::resume_unwind(payload),
+    match route {
+        Some((save_sp, load_sp)) => {
+            // SAFETY: `arm` made the target current and gave us its saved
+            // stack pointer, and `save_sp` is where its resumer will look for
+            // ours. The transfer stays on this frame while we are suspended.
+            // Nothing here can unwind.
+            let word = unsafe {
+                arch::switch(save_sp, load_sp, std::ptr::addr_of_mut!(transfer) as usize)
+            };
+            // SAFETY: `word` is what our pending switch was resumed with, and
+            // `transfer` is the record we were suspended with.
+            unsafe { resumed(word, &transfer) }
+        }
+        // SAFETY: `reroute` left the message in place for a switch to self.
+        None => unsafe { stay(&mut transfer) },
     }
 }
 
-/// A switch or throw into the current greenlet: traced, then handed straight back.
-fn trace_self(current: *const Inner, message: Message) -> Message {
-    if !thread::tracing() {
-        return message;
+/// The rare routes, out of line: a dead target (its first live ancestor gets
+/// the switch) and the current greenlet as the target. Returns what [`arm`]
+/// returns, or `None` for a switch to the current greenlet, with the message
+/// left in `transfer` for [`stay`].
+///
+/// # Safety
+/// `target` must be live, `current` the running greenlet and `transfer` a
+/// fresh record on the caller's frame, which stays in place until the switch
+/// returns.
+#[cold]
+#[inline(never)]
+unsafe fn reroute(
+    target: *const Inner,
+    current: *const Inner,
+    transfer: &mut Transfer,
+) -> Option<(*mut *mut u8, *mut u8)> {
+    // SAFETY: live per the contract.
+    let live = if unsafe { (*target).state.get() } == State::Dead {
+        redirect_from_dead(target, transfer)
+    } else {
+        target
+    };
+    transfer.origin = current;
+    if live == current {
+        return None;
     }
-    // SAFETY: current is live; the handle's count is ours.
-    let origin = unsafe { Greenlet::from_raw_clone(current) };
-    call_tracer(message, &origin)
+    // SAFETY: `live` is live, not dead (first_live) and not running.
+    Some(unsafe { arm(current, live, transfer) })
 }
 
-/// The switch proper, seen from the side being suspended. Returns the message
-/// that resumes us, after the resumed-side bookkeeping.
+/// A switch or throw into a dead greenlet goes to its first live ancestor
+/// (SPEC S4). A throw is handled as the dead greenlet's death would be (as in
+/// Python's greenlet): GreenletExit becomes a plain return value (SPEC S6)
+/// and anything else is raised in that ancestor.
+#[cold]
+#[inline(never)]
+fn redirect_from_dead(target: *const Inner, transfer: &mut Transfer) -> *const Inner {
+    if matches!(*transfer.message, Message::Throw(_)) {
+        // SAFETY: the message is taken once and replaced at once.
+        if let Message::Throw(payload) = unsafe { ManuallyDrop::take(&mut transfer.message) } {
+            transfer.message = ManuallyDrop::new(death_by_panic(payload));
+        }
+    }
+    first_live(target)
+}
+
+/// The last steps before the assembly switch from `current` to `target`,
+/// shared by switches and deaths: marks the target started, checks the slab
+/// canary, moves CURRENT to the target and tells AddressSanitizer.
 ///
 /// # Safety
 /// `current` must be the running greenlet and `target` a live, not running,
-/// not dead greenlet of this thread.
-#[inline]
-unsafe fn switch_to(
+/// not dead greenlet of this thread; `transfer.origin` must be `current`.
+#[inline(always)]
+unsafe fn arm(
     current: *const Inner,
     target: *const Inner,
-    message: Message,
-    dying: bool,
-) -> Message {
+    transfer: &mut Transfer,
+) -> (*mut *mut u8, *mut u8) {
     // SAFETY: per the contract both are live.
     let (cur, tgt) = unsafe { (&*current, &*target) };
     if tgt.state.get() == State::Unstarted {
         tgt.state.set(State::Started);
     }
-    let transfer = Transfer {
-        origin: current,
-        message: ManuallyDrop::new(message),
-        origin_died: dying,
-    };
     // A slab stack has no guard page: before anything else can run (and
     // possibly on a neighbour's stack), make sure we did not run off its end.
     // SAFETY: only a switch or a death writes the stack slot, and neither is
@@ -142,30 +201,85 @@ unsafe fn switch_to(
     unsafe { Inner::inc_strong(target) };
     thread::set_current(target);
     #[cfg(feature = "asan")]
-    let mut fiber = crate::asan::Suspended::fresh();
-    #[cfg(feature = "asan")]
-    crate::asan::start_switch(&mut fiber, tgt, dying);
-    // SAFETY: `cur.sp` is where the resumer will look for our stack pointer;
-    // `tgt.sp` holds a frame saved by the switch (suspended) or made by
-    // init_stack (unstarted), not resumed since. Nothing here can unwind.
-    let word = unsafe {
-        arch::switch(
-            cur.sp.as_ptr(),
-            tgt.sp.get(),
-            &transfer as *const Transfer as usize,
-        )
-    };
+    crate::asan::start_switch(&mut transfer.fiber, tgt, transfer.origin_died);
+    #[cfg(not(feature = "asan"))]
+    let _ = transfer;
+    (cur.sp.as_ptr(), tgt.sp.get())
+}
+
+/// The resumed side's bookkeeping after a switch, out of line: answers
+/// introspection requests, then takes the message from whoever resumed us and
+/// raises or returns it.
+///
+/// # Safety
+/// `word` must be what the pending switch of the greenlet that suspended with
+/// `mine` was resumed with.
+#[inline(never)]
+unsafe fn resumed(word: usize, mine: &Transfer) -> Value {
     // An introspection request (src/introspect.rs) is answered here, on this
     // stack, without resuming the caller; `word` is then the real switch's.
-    // SAFETY: `current` is the greenlet whose pending switch received `word`.
-    let word = unsafe { crate::introspect::serve(word, current) };
+    // SAFETY: `mine.origin` is the greenlet whose pending switch received `word`.
+    let word = unsafe { crate::introspect::serve(word, mine.origin) };
     #[cfg(feature = "asan")]
     // SAFETY: the word is a Transfer pointer from whoever resumed us.
-    crate::asan::finish_switch(&fiber, unsafe { (*(word as *const Transfer)).origin });
-    // Whoever resumed us has already moved the message out of `transfer`
-    // (it is ManuallyDrop, so nothing is dropped twice here).
+    crate::asan::finish_switch(&mine.fiber, unsafe { (*(word as *const Transfer)).origin });
+    #[cfg(not(feature = "asan"))]
+    let _ = mine;
+    // Whoever resumed us has already moved our message out of `mine` (it is
+    // ManuallyDrop, so nothing is dropped twice).
+    let theirs = word as *mut Transfer;
+    // SAFETY: the word is a Transfer pointer from whoever resumed us, read once.
+    if unsafe { !(*theirs).origin_died && matches!(*(*theirs).message, Message::Value(_)) } {
+        // The common case, kept short: a value from a live greenlet.
+        // SAFETY: as above; the message is a value, moved out exactly once,
+        // and the origin carries the strong reference CURRENT held.
+        let (value, origin) = unsafe {
+            let Message::Value(value) = ManuallyDrop::take(&mut (*theirs).message) else {
+                unreachable!()
+            };
+            (value, Greenlet::from_raw((*theirs).origin))
+        };
+        if thread::tracing() {
+            return deliver(after_death_or_traced(origin, Message::Value(value), false));
+        }
+        // May be the origin's last handle: dropping it can kill it (SPEC S10),
+        // which switches away and back, so it comes after all other bookkeeping.
+        drop(origin);
+        return value;
+    }
     // SAFETY: the word is a Transfer pointer from whoever resumed us.
-    unsafe { after_switch(word) }
+    deliver(unsafe { after_switch(word) })
+}
+
+/// A switch or throw into the current greenlet: traced, then handed straight back.
+///
+/// # Safety
+/// `transfer` must hold the message, not taken yet, and the current greenlet as origin.
+#[cold]
+#[inline(never)]
+unsafe fn stay(transfer: &mut Transfer) -> Value {
+    // SAFETY: per the contract, the message is still there; taken once.
+    let message = unsafe { ManuallyDrop::take(&mut transfer.message) };
+    deliver(trace_self(transfer.origin, message))
+}
+
+/// Raises or returns a message on the side that received it.
+#[inline]
+fn deliver(message: Message) -> Value {
+    match message {
+        Message::Value(v) => v,
+        Message::Throw(payload) => panic::resume_unwind(payload),
+    }
+}
+
+/// Traces a switch or throw into the current greenlet and hands the message back.
+fn trace_self(current: *const Inner, message: Message) -> Message {
+    if !thread::tracing() {
+        return message;
+    }
+    // SAFETY: current is live; the handle's count is ours.
+    let origin = unsafe { Greenlet::from_raw_clone(current) };
+    call_tracer(message, &origin)
 }
 
 /// Resumed-side bookkeeping: copy the transfer out, recycle a dead origin's
@@ -173,11 +287,12 @@ unsafe fn switch_to(
 ///
 /// # Safety
 /// `word` must be the address of a live [`Transfer`] not read before.
+#[inline(always)]
 unsafe fn after_switch(word: usize) -> Message {
     let transfer = word as *mut Transfer;
     // SAFETY: the Transfer sits on the suspended (or dead) origin's stack,
     // untouched until it is resumed; we read each field exactly once.
-    let (origin_ptr, mut message, died) = unsafe {
+    let (origin_ptr, message, died) = unsafe {
         (
             (*transfer).origin,
             ManuallyDrop::take(&mut (*transfer).message),
@@ -186,6 +301,19 @@ unsafe fn after_switch(word: usize) -> Message {
     };
     // SAFETY: transfer.origin carries the strong reference CURRENT held.
     let origin = unsafe { Greenlet::from_raw(origin_ptr) };
+    if died || thread::tracing() {
+        return after_death_or_traced(origin, message, died);
+    }
+    // May be the origin's last handle: dropping it can kill it (SPEC S10),
+    // which switches away and back, so it comes after all other bookkeeping.
+    drop(origin);
+    message
+}
+
+/// The rarer half of [`after_switch`]: the origin died, or a tracer is set.
+#[cold]
+#[inline(never)]
+fn after_death_or_traced(origin: Greenlet, mut message: Message, died: bool) -> Message {
     if died {
         // Nothing runs on a dead greenlet's stack any more: recycle it now
         // rather than when its last handle drops (SPEC S2).
@@ -196,8 +324,7 @@ unsafe fn after_switch(word: usize) -> Message {
     if thread::tracing() {
         message = call_tracer(message, &origin);
     }
-    // May be the origin's last handle: dropping it can kill it (SPEC S10),
-    // which switches away and back, so it comes after all other bookkeeping.
+    // As in after_switch: possibly the last handle, so last.
     drop(origin);
     message
 }
@@ -284,10 +411,17 @@ unsafe fn die(me: *const Inner, outcome: Message) -> ! {
             .parent_ptr()
             .expect("greenlet invariant: only main has no parent"),
     );
+    let mut transfer = Transfer::new(outcome);
+    transfer.origin = me;
+    transfer.origin_died = true;
     // SAFETY: `me` is current; `parent` is live (reachable through our parent
     // link, which stays in place after death) and, being an ancestor of the
-    // running greenlet, it is not running.
-    unsafe { switch_to(me, parent, outcome, true) };
+    // running greenlet, it is not running. `transfer` stays on this frame,
+    // which is never left.
+    let (save_sp, load_sp) = unsafe { arm(me, parent, &mut transfer) };
+    // SAFETY: as above; the resumed side recycles this stack, and nothing
+    // resumes us again.
+    unsafe { arch::switch(save_sp, load_sp, std::ptr::addr_of_mut!(transfer) as usize) };
     unreachable!("greenlet invariant: a dead greenlet is never resumed")
 }
 

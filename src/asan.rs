@@ -91,3 +91,17 @@ pub(crate) fn finish_switch(me: &Suspended, origin: *const Inner) {
         MAIN_STACK.with(|m| m.set((bottom as usize, size)));
     }
 }
+
+extern "C" {
+    fn __asan_unpoison_memory_region(addr: *const c_void, size: usize);
+}
+
+/// Clears whatever shadow state the previous user of a reused stack left: a
+/// greenlet that died never returned from the frames it was in when it
+/// switched away for the last time, so their redzones are still poisoned, and
+/// the next greenlet on that stack would trip over them.
+pub(crate) fn stack_reused(bottom: *const u8, size: usize) {
+    // SAFETY: [bottom, bottom + size) is the usable part of a stack that no
+    // frame lives on (it was just taken from the pool or a free list).
+    unsafe { __asan_unpoison_memory_region(bottom.cast(), size) }
+}

@@ -813,6 +813,8 @@ impl Builder {
         };
         let size = self.stack_size.unwrap_or(default_size);
         let stack = stack::take_kind(size, self.stack_kind)?;
+        #[cfg(feature = "asan")]
+        crate::asan::stack_reused(stack.bottom(), stack.usable_size());
         let parent = self.parent.unwrap_or_else(Greenlet::current);
         let run: Run = Box::new(move |arg| Value::new(run(arg)));
         let top = stack.top();

@@ -40,7 +40,7 @@ pub(crate) fn backtrace(target: *const Inner) -> Option<Backtrace> {
         return None; // unstarted (no frames yet) or dead (no stack any more)
     }
     // Started and not current: suspended in a switch (every greenlet that is
-    // not running waits in `switching::switch_to`, main included), where `serve`
+    // not running waits in `switching::transfer`, main included), where `serve`
     // will see the request.
     check_canary(cur);
     let mut request = Request {
@@ -55,6 +55,10 @@ pub(crate) fn backtrace(target: *const Inner) -> Option<Backtrace> {
     // `tgt.sp` is the frame the target saved when it was suspended. The word
     // is our request, tagged; `serve` switches back with 0 before we return,
     // so the request outlives its use. Nothing here unwinds.
+    #[cfg(feature = "asan")]
+    let mut fiber = crate::asan::Suspended::fresh();
+    #[cfg(feature = "asan")]
+    crate::asan::start_switch(&mut fiber, tgt, false);
     let word = unsafe {
         arch::switch(
             cur.sp.as_ptr(),
@@ -62,6 +66,8 @@ pub(crate) fn backtrace(target: *const Inner) -> Option<Backtrace> {
             (&mut request as *mut Request as usize) | 1,
         )
     };
+    #[cfg(feature = "asan")]
+    crate::asan::finish_switch(&fiber, target);
     thread::set_current(current);
     debug_assert_eq!(word, 0, "an introspection request is answered with 0");
     request.result
@@ -106,9 +112,26 @@ unsafe fn serve_requests(mut word: usize, me: *const Inner) -> usize {
         // SAFETY: the requester saved its frame in its `sp` when it switched
         // here and is not resumed by anyone else meanwhile; our `sp` is where
         // the next switch to us (another request, or a real switch) reads ours.
+        #[cfg(feature = "asan")]
+        let mut fiber = crate::asan::Suspended::fresh();
+        #[cfg(feature = "asan")]
+        crate::asan::start_switch(&mut fiber, requester, false);
         word = unsafe { arch::switch(inner.sp.as_ptr(), requester.sp.get(), 0) };
+        #[cfg(feature = "asan")]
+        // SAFETY: `word` is what this pending switch was resumed with.
+        crate::asan::finish_switch(&fiber, unsafe { crate::switching::origin_of(word) });
     }
     word
+}
+
+/// The greenlet that sent `word`, if it is an introspection request.
+///
+/// # Safety
+/// `word` must be what a pending switch was resumed with.
+#[cfg(feature = "asan")]
+pub(crate) unsafe fn requester_of(word: usize) -> Option<*const Inner> {
+    // SAFETY: a tagged word points at a live Request on the requester's stack.
+    (word & 1 != 0).then(|| unsafe { (*((word & !1) as *const Request)).requester })
 }
 
 /// Aborts the process if dropped, which only happens while unwinding.

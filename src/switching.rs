@@ -3,8 +3,9 @@
 //!
 //! Every switch hands the resumed side a pointer to a [`Transfer`] that lives on
 //! the suspended side's stack (which cannot change while it is suspended). The
-//! resumed side copies it out first thing, in [`after_switch`], and only then
-//! does anything that could switch again.
+//! resumed side copies it out first thing, in [`resumed`] (or [`after_switch`]
+//! when a greenlet starts), and only then does anything that could switch
+//! again.
 //!
 //! Unwinding never crosses the assembly: panics are caught at the bottom of each
 //! greenlet's stack in [`entry`], carried across as [`Message::Throw`], and
@@ -216,15 +217,15 @@ unsafe fn arm(
 /// `mine` was resumed with.
 #[inline(never)]
 unsafe fn resumed(word: usize, mine: &Transfer) -> Value {
+    // Tell ASan which stack we are on before anything else runs, introspection
+    // requests included (serve announces its own switches).
+    #[cfg(feature = "asan")]
+    // SAFETY: `word` is what our pending switch was resumed with.
+    crate::asan::finish_switch(&mine.fiber, unsafe { origin_of(word) });
     // An introspection request (src/introspect.rs) is answered here, on this
     // stack, without resuming the caller; `word` is then the real switch's.
     // SAFETY: `mine.origin` is the greenlet whose pending switch received `word`.
     let word = unsafe { crate::introspect::serve(word, mine.origin) };
-    #[cfg(feature = "asan")]
-    // SAFETY: the word is a Transfer pointer from whoever resumed us.
-    crate::asan::finish_switch(&mine.fiber, unsafe { (*(word as *const Transfer)).origin });
-    #[cfg(not(feature = "asan"))]
-    let _ = mine;
     // Whoever resumed us has already moved our message out of `mine` (it is
     // ManuallyDrop, so nothing is dropped twice).
     let theirs = word as *mut Transfer;
@@ -249,6 +250,19 @@ unsafe fn resumed(word: usize, mine: &Transfer) -> Value {
     }
     // SAFETY: the word is a Transfer pointer from whoever resumed us.
     deliver(unsafe { after_switch(word) })
+}
+
+/// The greenlet that resumed a pending switch with `word`: the origin of a
+/// transfer, or the requester of an introspection request.
+///
+/// # Safety
+/// `word` must be what a pending switch was resumed with, not yet acted on.
+#[cfg(feature = "asan")]
+pub(crate) unsafe fn origin_of(word: usize) -> *const Inner {
+    // SAFETY: forwarded; an untagged word is a live Transfer.
+    unsafe {
+        crate::introspect::requester_of(word).unwrap_or_else(|| (*(word as *const Transfer)).origin)
+    }
 }
 
 /// A switch or throw into the current greenlet: traced, then handed straight back.
@@ -396,6 +410,14 @@ fn death_by_panic(payload: Box<dyn Any + Send>) -> Message {
     }
 }
 
+thread_local! {
+    /// Where a dying greenlet leaves its last [`Transfer`] (see [`die`]). A
+    /// `const`-initialised `MaybeUninit` has no destructor, so the slot stays
+    /// usable while thread-local destructors run.
+    static LAST_TRANSFER: std::cell::UnsafeCell<std::mem::MaybeUninit<Transfer>> =
+        const { std::cell::UnsafeCell::new(std::mem::MaybeUninit::uninit()) };
+}
+
 /// Marks `me` dead and leaves its stack for good, handing `outcome` to the
 /// first live ancestor. The resumed side recycles the stack.
 ///
@@ -411,17 +433,28 @@ unsafe fn die(me: *const Inner, outcome: Message) -> ! {
             .parent_ptr()
             .expect("greenlet invariant: only main has no parent"),
     );
-    let mut transfer = Transfer::new(outcome);
-    transfer.origin = me;
-    transfer.origin_died = true;
+    // The last transfer does not live on the dying stack but in a per-thread
+    // slot: under AddressSanitizer the frame holding it would sit on the
+    // greenlet's fake stack, which ASan frees at this very switch (a dying
+    // side hands it no save slot), and the resumed side would read freed
+    // memory. One slot per thread suffices: the resumed side copies the
+    // transfer out before anything else runs, so no two deaths overlap in it.
+    let mut last = Transfer::new(outcome);
+    last.origin = me;
+    last.origin_died = true;
+    let slot = LAST_TRANSFER.with(|slot| slot.get().cast::<Transfer>());
+    // SAFETY: the slot is this thread's, and free: the previous death's
+    // transfer was copied out by its resumed side before anything could run.
+    // MaybeUninit never drops what it held, so writing over it is fine.
+    unsafe { slot.write(last) };
     // SAFETY: `me` is current; `parent` is live (reachable through our parent
     // link, which stays in place after death) and, being an ancestor of the
-    // running greenlet, it is not running. `transfer` stays on this frame,
-    // which is never left.
-    let (save_sp, load_sp) = unsafe { arm(me, parent, &mut transfer) };
+    // running greenlet, it is not running. The slot stays in place for the
+    // thread's lifetime.
+    let (save_sp, load_sp) = unsafe { arm(me, parent, &mut *slot) };
     // SAFETY: as above; the resumed side recycles this stack, and nothing
     // resumes us again.
-    unsafe { arch::switch(save_sp, load_sp, std::ptr::addr_of_mut!(transfer) as usize) };
+    unsafe { arch::switch(save_sp, load_sp, slot as usize) };
     unreachable!("greenlet invariant: a dead greenlet is never resumed")
 }
 

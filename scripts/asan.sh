@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The test suite under AddressSanitizer, with the `asan` feature's fiber
+# annotations (docs/reliability.md). Needs a nightly toolchain with rust-src
+# (for -Zbuild-std); installs the component when it is missing.
+#
+#   scripts/asan.sh                     the whole suite (unit and integration tests)
+#   scripts/asan.sh --test-threads=1    extra arguments go to the test binaries
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  echo "!!! ASAN NOT RUN: no nightly toolchain (rustup toolchain install nightly)" >&2
+  exit 1
+fi
+rustup component list --toolchain nightly --installed | grep -q '^rust-src' \
+  || rustup component add rust-src --toolchain nightly
+
+# handle_segv/handle_sigbus=0: the overflow tests check the crate's own
+# SIGSEGV handler, which ASan would otherwise replace. detect_leaks=0: some
+# tests leak on purpose (greenlets that refuse to die keep their stacks), and
+# the Valgrind step checks leaks. quarantine_size_mb=0: the churn test
+# measures resident memory.
+common="handle_segv=0:handle_sigbus=0:detect_leaks=0:quarantine_size_mb=0"
+export RUSTFLAGS="-Zsanitizer=address"
+export CARGO_TARGET_DIR=target/asan
+export PROPTEST_CASES="${PROPTEST_CASES:-200}"
+# Symbolising a panic's backtrace under ASan takes more than a 64 KiB slab
+# stack holds; the tests that are about backtraces ask for them themselves.
+export RUST_BACKTRACE=0
+run() {
+  cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu --features asan \
+    --no-fail-fast --lib --tests -- "$@"
+}
+
+# Pass 1: locals on the real stack, so that every test runs, stack-address
+# and stack-usage tests included. One test cannot pass under ASan, for ASan's
+# reason: its redzones make frames larger, so a panic with RUST_BACKTRACE=1 no
+# longer fits in the smallest stack that test is about (it runs everywhere
+# else).
+echo "--- ASan pass 1: detect_stack_use_after_return=0 (every test but one)"
+ASAN_OPTIONS="$common:detect_stack_use_after_return=0" run \
+  --skip a_panic_with_backtraces_on_fits_the_smallest_stack "$@"
+
+# Pass 2: ASan's fake stacks on, which is what exercises the fiber
+# annotations' fake-stack handover. Locals whose address is taken then live
+# on the fake stack, so the tests that measure the real stack (its use, its
+# addresses, running into its guard page) cannot mean anything and are left
+# out; everything else runs again.
+echo "--- ASan pass 2: detect_stack_use_after_return=1 (fake stacks)"
+ASAN_OPTIONS="$common:detect_stack_use_after_return=1" run \
+  --skip a_panic_with_backtraces_on_fits_the_smallest_stack \
+  --skip debug_of_a_slab_greenlet \
+  --skip debug_of_main_and_of_the_running_greenlet \
+  --skip debug_shows_state_parent_and_stack_usage \
+  --skip a_thread_without_a_signal_stack_gets_one \
+  --skip overflow_on_a_spawned_thread_is_reported_too \
+  --skip endless_recursion_in_a_64k_greenlet_aborts_with_a_greenlet_message \
+  --skip dead_slots_are_reused_last_in_first_out \
+  --skip overflow_is_caught_when_the_greenlet_dies \
+  --skip overflow_is_caught_when_the_greenlet_switches_away \
+  --skip the_same_program_without_overflow_runs_to_the_end "$@"

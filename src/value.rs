@@ -48,9 +48,18 @@ impl<T: 'static> Ops<T> {
         } else {
             // SAFETY: for boxed types the first word is the pointer returned by
             // Box::into_raw for this T, not yet freed.
-            drop(unsafe { Box::from_raw(slot[0].assume_init() as *mut T) })
+            drop(unsafe { Box::from_raw(boxed_ptr::<T>(slot)) })
         }
     }
+}
+
+/// The box pointer that [`Value::new`] stored in the first word of a slot.
+///
+/// # Safety
+/// The slot must hold a boxed `T` stored by `Value::new`.
+unsafe fn boxed_ptr<T>(slot: &Inline) -> *mut T {
+    // SAFETY: per the contract, the first word was written as a `*mut T`.
+    unsafe { slot.as_ptr().cast::<*mut T>().read() }
 }
 
 /// Any `'static` value passed by [`switch`](crate::Greenlet::switch), returned by
@@ -110,7 +119,14 @@ impl Value {
         } else {
             // SAFETY: as above, ownership moves out of the ManuallyDrop into the box.
             let boxed = Box::new(unsafe { ManuallyDrop::take(&mut v) });
-            slot[0] = MaybeUninit::new(Box::into_raw(boxed) as usize);
+            // Stored as a pointer, not as an integer, so that it keeps its
+            // provenance (Miri checks this with -Zmiri-strict-provenance).
+            // SAFETY: the slot is two words, word-aligned: room for a pointer.
+            unsafe {
+                slot.as_mut_ptr()
+                    .cast::<*mut T>()
+                    .write(Box::into_raw(boxed))
+            };
         }
         Value {
             vtable: &Ops::<T>::VTABLE,
@@ -150,7 +166,7 @@ impl Value {
         } else {
             // SAFETY: the type check passed, so the first word is Box<T>::into_raw;
             // the Value is never dropped, so the box is reclaimed exactly once.
-            Ok(*unsafe { Box::from_raw(this.slot[0].assume_init() as *mut T) })
+            Ok(*unsafe { Box::from_raw(boxed_ptr::<T>(&this.slot)) })
         }
     }
 
@@ -172,7 +188,7 @@ impl Value {
         } else {
             // SAFETY: the type check passed, so the first word points at a live
             // boxed T owned by self.
-            Some(unsafe { &*(self.slot[0].assume_init() as *const T) })
+            Some(unsafe { &*boxed_ptr::<T>(&self.slot) })
         }
     }
 
@@ -250,6 +266,25 @@ mod tests {
         assert_eq!(Rc::strong_count(&rc), 2);
         drop(wrong);
         assert_eq!(Rc::strong_count(&rc), 1);
+    }
+
+    #[test]
+    fn values_nest_flat_and_boxed_values_borrow_and_refuse_cleanly() {
+        let rc = Rc::new(());
+        // A Value of a Value is that same Value, not a box around it.
+        let v = Value::new(Value::new((rc.clone(), [9u64; 3])));
+        assert!(v.is::<(Rc<()>, [u64; 3])>() && !v.is::<Value>());
+        assert_eq!(v.downcast_ref::<(Rc<()>, [u64; 3])>().unwrap().1, [9; 3]);
+        assert_eq!(Rc::strong_count(&rc), 2);
+        // A wrong downcast of a boxed value hands the same box back intact.
+        let v = v.downcast::<String>().unwrap_err();
+        let (back, arr) = v.downcast::<(Rc<()>, [u64; 3])>().unwrap();
+        assert_eq!(arr, [9; 3]);
+        drop(back);
+        assert_eq!(Rc::strong_count(&rc), 1);
+        // Zero-sized values take no room and still round-trip.
+        assert!(Value::new(()).downcast::<()>().is_ok());
+        assert_eq!(format!("{:?}", Value::default()), "Value(())");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what it needs, then runs
-# formatting, lints, native tests (debug and release), every example, and the
-# full test suite under qemu-user for aarch64, riscv64 and s390x.
+# formatting, lints, native tests (debug and release), Valgrind, AddressSanitizer
+# and Miri (x86_64, nightly), every example, and the full test suite under
+# qemu-user for aarch64, riscv64 and s390x.
 #
 #   ./test.sh            everything
 #   ./test.sh native     skip the cross targets
@@ -46,6 +47,9 @@ cargo fmt --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
+step "cargo clippy --features asan --all-targets -- -D warnings"
+cargo clippy --features asan --all-targets -- -D warnings
+
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 
@@ -71,6 +75,39 @@ if [ "$(uname -m)" = x86_64 ]; then
     --skip round_trips_repeat_on_fresh_stacks \
     --skip dropping_a_long_parent_chain_does_not_recurse
 fi
+
+# AddressSanitizer and Miri need a nightly toolchain with extra components.
+# Where one cannot be had, the step says so loudly and the run goes on.
+nightly_with() {
+  rustup run nightly rustc --version >/dev/null 2>&1 \
+    || timeout 600 rustup toolchain install nightly --profile minimal >/dev/null 2>&1 \
+    || return 1
+  local c
+  for c in "$@"; do
+    rustup component list --toolchain nightly --installed | grep -q "^$c" \
+      || timeout 600 rustup component add "$c" --toolchain nightly >/dev/null 2>&1 \
+      || return 1
+  done
+}
+
+if [ "$(uname -m)" = x86_64 ]; then
+  step "native tests under AddressSanitizer (nightly, feature asan)"
+  if nightly_with rust-src; then
+    scripts/asan.sh
+  else
+    echo "!!! ADDRESSSANITIZER NOT RUN: no nightly toolchain with rust-src could be installed" >&2
+  fi
+
+  step "Miri: Value's unit tests (nightly, strict provenance)"
+  if nightly_with miri rust-src; then
+    MIRIFLAGS=-Zmiri-strict-provenance cargo +nightly miri test --lib value::
+  else
+    echo "!!! MIRI NOT RUN: no nightly toolchain with miri could be installed" >&2
+  fi
+fi
+
+step "cargo package (the crate as it would be published builds)"
+cargo package --allow-dirty --quiet
 
 step "examples"
 for ex in examples/*.rs; do

@@ -14,6 +14,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 
 use crate::error::{Error, GreenletExit};
+use crate::spare;
 use crate::stack::{self, Stack, StackKind};
 use crate::switching::{self, Message};
 use crate::thread;
@@ -145,8 +146,8 @@ impl Inner {
             drop(run);
             if inner.weak.get() == 0 {
                 // SAFETY: no strong and no weak handle is left; the allocation
-                // came from Box::into_raw.
-                drop(unsafe { Box::from_raw(this.as_ptr()) });
+                // came from spare::allocate or Box::into_raw.
+                unsafe { spare::free(this.as_ptr()) };
             }
             let Some(parent) = parent else { return };
             // SAFETY: the link is a strong handle, so the parent is live.
@@ -701,7 +702,7 @@ impl Drop for WeakGreenlet {
         if n == 0 && inner.strong.get() == 0 {
             // SAFETY: no handle of either kind is left, and the contents were
             // released when the strong count reached zero.
-            drop(unsafe { Box::from_raw(self.ptr.as_ptr()) });
+            unsafe { spare::free(self.ptr.as_ptr()) };
         }
     }
 }
@@ -818,7 +819,7 @@ impl Builder {
         let parent = self.parent.unwrap_or_else(Greenlet::current);
         let run: Run = Box::new(move |arg| Value::new(run(arg)));
         let top = stack.top();
-        let inner = Box::into_raw(Box::new(Inner {
+        let inner = spare::allocate(Inner {
             strong: Cell::new(1),
             weak: Cell::new(0),
             state: Cell::new(State::Unstarted),
@@ -828,7 +829,7 @@ impl Builder {
             run: Cell::new(Some(run)),
             is_main: false,
             dying: Cell::new(false),
-        }));
+        });
         // SAFETY: `top` is the 16-aligned top of a stack we own and nothing runs
         // on yet; stacks are at least MIN_STACK_SIZE, far above the frame size.
         let sp = unsafe { crate::arch::init_stack(top, switching::entry, inner as usize) };

@@ -74,6 +74,7 @@ mod introspect;
 mod local;
 mod overflow;
 mod slab;
+mod spare;
 pub mod stack;
 mod switching;
 mod thread;

@@ -141,7 +141,9 @@ qemu_run() {
 if [ "$mode" = all ]; then
   for t in "${CROSS_TARGETS[@]}"; do
     step "tests under qemu: $t"
-    PROPTEST_CASES="${PROPTEST_CASES_QEMU:-200}" qemu_run cargo test --target "$t" -- --test-threads=1
+    # Unit and integration tests; the doc tests (examples of the API, built one
+    # binary each) run natively above, where they cost seconds, not minutes.
+    PROPTEST_CASES="${PROPTEST_CASES_QEMU:-200}" qemu_run cargo test --target "$t" --lib --tests -- --test-threads=1
     step "differential model fuzzer under qemu: $t (${MODEL_FUZZ_CASES_QEMU:-1000} programs)"
     PROPTEST_CASES="${MODEL_FUZZ_CASES_QEMU:-1000}" qemu_run cargo test --target "$t" --test model_fuzz
     cargo run -q --target "$t" --example concepts | diff - <(printf '%s\n' "$expected")

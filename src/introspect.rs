@@ -51,14 +51,14 @@ pub(crate) fn backtrace(target: *const Inner) -> Option<Backtrace> {
     // stack is then reported against the right stack (src/overflow.rs). No
     // reference moves: both are held by others for the whole round trip.
     thread::set_current(target);
-    // SAFETY: `cur.sp` is where `serve` reads our stack pointer to come back;
-    // `tgt.sp` is the frame the target saved when it was suspended. The word
-    // is our request, tagged; `serve` switches back with 0 before we return,
-    // so the request outlives its use. Nothing here unwinds.
     #[cfg(feature = "asan")]
     let mut fiber = crate::asan::Suspended::fresh();
     #[cfg(feature = "asan")]
     crate::asan::start_switch(&mut fiber, tgt, false);
+    // SAFETY: `cur.sp` is where `serve` reads our stack pointer to come back;
+    // `tgt.sp` is the frame the target saved when it was suspended. The word
+    // is our request, tagged; `serve` switches back with 0 before we return,
+    // so the request outlives its use. Nothing here unwinds.
     let word = unsafe {
         arch::switch(
             cur.sp.as_ptr(),
@@ -109,13 +109,13 @@ unsafe fn serve_requests(mut word: usize, me: *const Inner) -> usize {
             (*request).result = captured;
             &*(*request).requester
         };
-        // SAFETY: the requester saved its frame in its `sp` when it switched
-        // here and is not resumed by anyone else meanwhile; our `sp` is where
-        // the next switch to us (another request, or a real switch) reads ours.
         #[cfg(feature = "asan")]
         let mut fiber = crate::asan::Suspended::fresh();
         #[cfg(feature = "asan")]
         crate::asan::start_switch(&mut fiber, requester, false);
+        // SAFETY: the requester saved its frame in its `sp` when it switched
+        // here and is not resumed by anyone else meanwhile; our `sp` is where
+        // the next switch to us (another request, or a real switch) reads ours.
         word = unsafe { arch::switch(inner.sp.as_ptr(), requester.sp.get(), 0) };
         #[cfg(feature = "asan")]
         // SAFETY: `word` is what this pending switch was resumed with.

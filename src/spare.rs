@@ -7,19 +7,23 @@
 //! that goes straight back to the allocator. With the `asan` feature nothing is
 //! cached, so that AddressSanitizer still sees every use after free.
 
+#[cfg(not(feature = "asan"))]
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 
 use crate::greenlet::Inner;
 
 /// How many freed greenlet objects a thread keeps for reuse.
+#[cfg(not(feature = "asan"))]
 const CAPACITY: usize = 16;
 
+#[cfg(not(feature = "asan"))]
 struct Spare {
     objects: [*mut Inner; CAPACITY],
     len: usize,
 }
 
+#[cfg(not(feature = "asan"))]
 impl Drop for Spare {
     fn drop(&mut self) {
         for &object in &self.objects[..self.len] {
@@ -31,6 +35,7 @@ impl Drop for Spare {
     }
 }
 
+#[cfg(not(feature = "asan"))]
 thread_local! {
     static SPARE: UnsafeCell<Spare> = const {
         UnsafeCell::new(Spare { objects: [std::ptr::null_mut(); CAPACITY], len: 0 })

@@ -231,7 +231,9 @@ unsafe fn resumed(word: usize, mine: &Transfer) -> Value {
     let theirs = word as *mut Transfer;
     // SAFETY: the word is a Transfer pointer from whoever resumed us, read once.
     if unsafe { !(*theirs).origin_died && matches!(*(*theirs).message, Message::Value(_)) } {
-        // The common case, kept short: a value from a live greenlet.
+        // The common case, kept short: a value from a live greenlet, moved
+        // straight out rather than through a `Message` and after_switch
+        // (measured: about 30 -> 26 ns per round trip in a loop).
         // SAFETY: as above; the message is a value, moved out exactly once,
         // and the origin carries the strong reference CURRENT held.
         let (value, origin) = unsafe {

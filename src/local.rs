@@ -17,6 +17,10 @@ type Slots = Vec<(usize, Rc<dyn Any>)>;
 thread_local! {
     /// greenlet identity -> (key address, value) pairs.
     static TABLE: RefCell<HashMap<usize, Slots>> = RefCell::new(HashMap::new());
+    /// Set once any greenlet of this thread has stored a value: until then a
+    /// death need not look at the table (one load instead of a lazily made
+    /// thread-local, a borrow and a lookup, on every death).
+    static USED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// A key for a value that each greenlet has its own copy of, initialised on
@@ -145,6 +149,7 @@ fn current_id() -> usize {
 }
 
 fn insert(greenlet: usize, key: usize, value: Rc<dyn Any>) {
+    USED.with(|used| used.set(true));
     let old = TABLE.with(|t| {
         let mut t = t.borrow_mut();
         let slots = t.entry(greenlet).or_default();
@@ -161,8 +166,11 @@ fn insert(greenlet: usize, key: usize, value: Rc<dyn Any>) {
 
 /// Drops every value of the greenlet with identity `greenlet` (at its death).
 pub(crate) fn clear(greenlet: usize) {
-    // Every death comes here: skip the hashing when no greenlet of this thread
-    // holds a value (the common case).
+    // Every death comes here: skip the table when no greenlet of this thread
+    // ever stored a value, and the hashing when none holds one now.
+    if !USED.try_with(std::cell::Cell::get).unwrap_or(true) {
+        return;
+    }
     let slots = TABLE
         .try_with(|t| {
             let mut t = t.borrow_mut();

@@ -1,8 +1,10 @@
 //! Compiles the one assembly file for the target CPU family (`asm/<arch>.S`).
 //!
-//! The two exported symbols carry the crate version in their names so that two
-//! versions of this crate linked into one program never collide; `src/arch.rs`
-//! builds the same names from the same environment variables.
+//! The three exported symbols carry the crate version in their names so that two
+//! versions of this crate linked into one program never collide; `src/arch/mod.rs`
+//! builds the same names from the same environment variables. With the cargo
+//! feature `fp-control` the file is assembled with `GREENLET_FP_CONTROL`
+//! defined, which adds the floating-point control state to the saved frame.
 
 use std::path::Path;
 
@@ -15,9 +17,8 @@ fn main() {
     if !Path::new(&file).exists() {
         panic!(
             "\n\ngreenlet does not support the CPU family `{arch}` yet: there is no `{file}`.\n\
-             To port it, add `{file}` with the switch routine and the entry trampoline, and one\n\
-             `cfg` arm in `src/arch.rs` describing its initial frame; docs/porting.md walks\n\
-             through every step.\n\n"
+             To port it, add `{file}` with the switch routine, the initial-frame builder and\n\
+             the entry trampoline; docs/porting.md walks through every step.\n\n"
         );
     }
     if os != "linux" {
@@ -31,12 +32,17 @@ fn main() {
         env("CARGO_PKG_VERSION_MINOR"),
         env("CARGO_PKG_VERSION_PATCH")
     );
-    cc::Build::new()
-        .file(&file)
+    let mut build = cc::Build::new();
+    build.file(&file);
+    if std::env::var_os("CARGO_FEATURE_FP_CONTROL").is_some() {
+        build.define("GREENLET_FP_CONTROL", None);
+    }
+    build
         .define(
             "GREENLET_SWITCH",
             format!("greenlet_{version}_switch").as_str(),
         )
+        .define("GREENLET_INIT", format!("greenlet_{version}_init").as_str())
         .define(
             "GREENLET_ENTRY",
             format!("greenlet_{version}_entry").as_str(),

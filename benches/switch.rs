@@ -9,8 +9,7 @@
 //! | throw round trip | `throw` caught inside, switch back | — | — |
 //! | kill on drop | drop a suspended greenlet | drop a suspended coroutine (forced unwind) | — |
 //! | 3-greenlet ring | a -> b -> c -> a | — | — |
-//! | floor: asm switch only | two calls of `greenlet::arch::switch`, no Rust layer | — | — |
-//! | floor: FP control reads | the two `stmxcsr` + `fnstcw` of a round trip | — | — |
+//! | floor: asm switch only | two bare switches, no Rust layer | — | — |
 //!
 //! Run: `cargo bench --bench switch` (figures in docs/benchmarks.md).
 
@@ -92,63 +91,14 @@ fn round_trips(c: &mut Criterion) {
     group.finish();
 }
 
-/// The floor under every greenlet round trip: two calls of the assembly switch
-/// alone (no Rust bookkeeping), and the part of that which is the two
-/// `stmxcsr` + `fnstcw` reads SPEC §5 requires on x86_64.
+/// The floor under every greenlet round trip: the assembly switch alone, two
+/// switches per iteration with no Rust bookkeeping around them.
 fn raw_switch_floor(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
-    use greenlet::arch;
-
-    struct Pair {
-        main_sp: *mut u8,
-        co_sp: *mut u8,
-    }
-    unsafe extern "C" fn bounce(transfer: usize, arg: usize) -> ! {
-        let pair = arg as *mut Pair;
-        let mut word = transfer;
-        loop {
-            // SAFETY: `pair` outlives the benchmark; `main_sp` was stored by the
-            // switch that resumed us and main has not been resumed since.
-            word = unsafe { arch::switch(&mut (*pair).co_sp, (*pair).main_sp, word) };
-        }
-    }
-    let stack = greenlet::stack::Stack::new(64 << 10).unwrap();
-    let mut pair = Box::new(Pair {
-        main_sp: std::ptr::null_mut(),
-        co_sp: std::ptr::null_mut(),
-    });
-    let arg = &mut *pair as *mut Pair as usize;
-    // SAFETY: the top of a fresh stack we own; nothing else uses it.
-    pair.co_sp = unsafe { arch::init_stack(stack.top(), bounce, arg) };
     group.bench_function(BenchmarkId::new("asm_switch_only", "unit"), |b| {
-        b.iter(|| {
-            let pair = arg as *mut Pair;
-            // SAFETY: `co_sp` is the bouncer's saved (or initial) frame, not
-            // resumed since; it switches straight back to `main_sp`.
-            unsafe { arch::switch(&mut (*pair).main_sp, (*pair).co_sp, black_box(0)) }
-        })
-    });
-    // The bouncer stays suspended on `stack` for good; leak both rather than
-    // unmap memory that a suspended frame lives on.
-    std::mem::forget(stack);
-    std::mem::forget(pair);
-
-    group.bench_function(BenchmarkId::new("fp_control_reads", "2x"), |b| {
-        b.iter(|| {
-            let mut mxcsr = 0u32;
-            let mut cw = 0u16;
-            for _ in 0..2 {
-                // SAFETY: stores the two control registers to our own locals.
-                unsafe {
-                    std::arch::asm!(
-                        "stmxcsr [{m}]",
-                        "fnstcw [{c}]",
-                        m = in(reg) &mut mxcsr,
-                        c = in(reg) &mut cw,
-                        options(nostack),
-                    )
-                };
-            }
-            black_box((mxcsr, cw))
+        b.iter_custom(|iters| {
+            let start = std::time::Instant::now();
+            black_box(greenlet::bench_support::bare_switch_round_trips(iters));
+            start.elapsed()
         })
     });
 }

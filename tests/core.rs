@@ -444,47 +444,82 @@ mod rounding {
     }
 }
 
-#[test]
-fn each_greenlet_keeps_its_own_rounding_mode() {
+/// The rounding mode a greenlet sees after it set 2 and switched to main and
+/// back three times, while main set 1 before each of its switches back; and
+/// what main saw after each switch.
+fn rounding_across_switches() -> (Vec<u32>, Vec<u32>) {
     let original = rounding::get();
     let main = Greenlet::current();
     let g = Greenlet::new(move |_| {
-        rounding::set(2);
         let mut seen = Vec::new();
         for _ in 0..3 {
+            rounding::set(2);
             main.switch(());
             seen.push(rounding::get());
         }
         seen
     });
-    rounding::set(1);
+    let mut in_main = Vec::new();
     for _ in 0..3 {
+        rounding::set(1);
         g.switch(());
-        assert_eq!(
-            rounding::get(),
-            1,
-            "main's rounding mode must survive the switch"
-        );
+        in_main.push(rounding::get());
+        rounding::set(1);
     }
     let seen = g.switch(()).downcast::<Vec<u32>>().unwrap();
     rounding::set(original);
+    (seen, in_main)
+}
+
+#[test]
+#[cfg(feature = "fp-control")]
+fn with_fp_control_each_greenlet_keeps_its_own_rounding_mode() {
+    let (in_greenlet, in_main) = rounding_across_switches();
     assert_eq!(
-        seen,
+        in_main,
+        [1, 1, 1],
+        "main's rounding mode must survive the switch"
+    );
+    assert_eq!(
+        in_greenlet,
         [2, 2, 2],
         "the greenlet's rounding mode must survive the switch"
     );
 }
 
 #[test]
-fn a_new_greenlet_starts_with_default_rounding() {
+#[cfg(not(feature = "fp-control"))]
+fn without_fp_control_the_rounding_mode_belongs_to_the_thread() {
+    let (in_greenlet, in_main) = rounding_across_switches();
+    assert_eq!(
+        in_main,
+        [2, 2, 2],
+        "main sees what the greenlet set: one mode per thread"
+    );
+    assert_eq!(
+        in_greenlet,
+        [1, 1, 1],
+        "the greenlet sees what main set: one mode per thread"
+    );
+}
+
+#[test]
+fn a_new_greenlet_starts_with_its_creators_rounding_mode() {
+    // With fp-control the mode is copied into the new greenlet when it is
+    // made (as a new thread inherits its creator's); without, it is the
+    // thread's, which is the same here.
     let original = rounding::get();
     rounding::set(3);
     let g = Greenlet::new(|_| rounding::get());
+    rounding::set(if cfg!(feature = "fp-control") { 1 } else { 3 });
     let inside = g.switch(()).downcast::<u32>().unwrap();
     let after = rounding::get();
     rounding::set(original);
-    assert_eq!(inside, 0, "new greenlets start with round-to-nearest");
-    assert_eq!(after, 3);
+    assert_eq!(
+        inside, 3,
+        "a new greenlet starts with the mode current when it was made"
+    );
+    assert_eq!(after, if cfg!(feature = "fp-control") { 1 } else { 3 });
 }
 
 #[test]

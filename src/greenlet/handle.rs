@@ -13,12 +13,12 @@ use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 
-use crate::error::{Error, GreenletExit};
-use crate::spare;
+use crate::greenlet::error::{Error, GreenletExit};
+use crate::greenlet::spare;
+use crate::greenlet::switching::{self, Message};
+use crate::greenlet::thread;
+use crate::greenlet::value::Value;
 use crate::stack::{self, Stack, StackKind};
-use crate::switching::{self, Message};
-use crate::thread;
-use crate::value::Value;
 
 /// The body of a greenlet once its result type has been erased.
 pub(crate) type Run = Box<dyn FnOnce(Value) -> Value>;
@@ -522,7 +522,7 @@ impl Greenlet {
     /// assert!(g.is_dead() && g.backtrace().is_none());
     /// ```
     pub fn backtrace(&self) -> Option<std::backtrace::Backtrace> {
-        crate::introspect::backtrace(self.ptr.as_ptr())
+        crate::greenlet::introspect::backtrace(self.ptr.as_ptr())
     }
 
     /// A number that identifies this greenlet among the live ones (its address).
@@ -629,7 +629,9 @@ impl fmt::Debug for Greenlet {
         }
         // Stack usage comes from the saved stack pointer and mincore(2): it
         // touches no stack memory (src/introspect.rs).
-        if let Some(usage) = crate::introspect::stack_usage(self.inner(), self.is_current()) {
+        if let Some(usage) =
+            crate::greenlet::introspect::stack_usage(self.inner(), self.is_current())
+        {
             d.field("stack_size", &usage.size);
             d.field("stack_in_use", &usage.in_use);
             if let Some(high_water) = usage.high_water {
@@ -815,7 +817,7 @@ impl Builder {
         let size = self.stack_size.unwrap_or(default_size);
         let stack = stack::take_kind(size, self.stack_kind)?;
         #[cfg(feature = "asan")]
-        crate::asan::stack_reused(stack.bottom(), stack.usable_size());
+        crate::stack::sanitizer::stack_reused(stack.bottom(), stack.usable_size());
         let parent = self.parent.unwrap_or_else(Greenlet::current);
         let run: Run = Box::new(move |arg| Value::new(run(arg)));
         let top = stack.top();
@@ -830,6 +832,7 @@ impl Builder {
             is_main: false,
             dying: Cell::new(false),
         });
+        const _: () = assert!(stack::MIN_STACK_SIZE > crate::arch::INITIAL_FRAME_MAX_BYTES);
         // SAFETY: `top` is the 16-aligned top of a stack we own and nothing runs
         // on yet; stacks are at least MIN_STACK_SIZE, far above the frame size.
         let sp = unsafe { crate::arch::init_stack(top, switching::entry, inner as usize) };

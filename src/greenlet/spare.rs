@@ -11,7 +11,7 @@
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 
-use crate::greenlet::Inner;
+use crate::greenlet::handle::Inner;
 
 /// How many freed greenlet objects a thread keeps for reuse.
 #[cfg(not(feature = "asan"))]

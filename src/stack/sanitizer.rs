@@ -26,7 +26,7 @@ use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr;
 
-use crate::greenlet::Inner;
+use crate::greenlet::handle::Inner;
 
 extern "C" {
     fn __sanitizer_start_switch_fiber(

@@ -3,7 +3,7 @@
 //!
 //! A backtrace can only be taken by the unwinder running on the stack it
 //! walks. So [`backtrace`] switches into the suspended greenlet with an
-//! *introspection request* instead of a [`Transfer`](crate::switching): a
+//! *introspection request* instead of a [`Transfer`](crate::greenlet::switching): a
 //! pointer to a [`Request`] with its lowest bit set (a transfer pointer is
 //! always aligned, so the bit tells the two apart). The greenlet's pending
 //! switch sees the bit in [`serve`], captures a backtrace there, on its own
@@ -18,9 +18,9 @@
 use std::backtrace::Backtrace;
 
 use crate::arch;
-use crate::greenlet::{Inner, State};
+use crate::greenlet::handle::{Inner, State};
+use crate::greenlet::thread;
 use crate::stack::{page_size, Stack};
-use crate::thread;
 
 /// Lives on the requester's stack while the target captures its backtrace.
 struct Request {
@@ -52,9 +52,9 @@ pub(crate) fn backtrace(target: *const Inner) -> Option<Backtrace> {
     // reference moves: both are held by others for the whole round trip.
     thread::set_current(target);
     #[cfg(feature = "asan")]
-    let mut fiber = crate::asan::Suspended::fresh();
+    let mut fiber = crate::stack::sanitizer::Suspended::fresh();
     #[cfg(feature = "asan")]
-    crate::asan::start_switch(&mut fiber, tgt, false);
+    crate::stack::sanitizer::start_switch(&mut fiber, tgt, false);
     // SAFETY: `cur.sp` is where `serve` reads our stack pointer to come back;
     // `tgt.sp` is the frame the target saved when it was suspended. The word
     // is our request, tagged; `serve` switches back with 0 before we return,
@@ -67,7 +67,7 @@ pub(crate) fn backtrace(target: *const Inner) -> Option<Backtrace> {
         )
     };
     #[cfg(feature = "asan")]
-    crate::asan::finish_switch(&fiber, target);
+    crate::stack::sanitizer::finish_switch(&fiber, target);
     thread::set_current(current);
     debug_assert_eq!(word, 0, "an introspection request is answered with 0");
     request.result
@@ -110,16 +110,18 @@ unsafe fn serve_requests(mut word: usize, me: *const Inner) -> usize {
             &*(*request).requester
         };
         #[cfg(feature = "asan")]
-        let mut fiber = crate::asan::Suspended::fresh();
+        let mut fiber = crate::stack::sanitizer::Suspended::fresh();
         #[cfg(feature = "asan")]
-        crate::asan::start_switch(&mut fiber, requester, false);
+        crate::stack::sanitizer::start_switch(&mut fiber, requester, false);
         // SAFETY: the requester saved its frame in its `sp` when it switched
         // here and is not resumed by anyone else meanwhile; our `sp` is where
         // the next switch to us (another request, or a real switch) reads ours.
         word = unsafe { arch::switch(inner.sp.as_ptr(), requester.sp.get(), 0) };
         #[cfg(feature = "asan")]
         // SAFETY: `word` is what this pending switch was resumed with.
-        crate::asan::finish_switch(&fiber, unsafe { crate::switching::origin_of(word) });
+        crate::stack::sanitizer::finish_switch(&fiber, unsafe {
+            crate::greenlet::switching::origin_of(word)
+        });
     }
     word
 }

@@ -39,6 +39,12 @@ use std::io;
 
 use memmap2::{MmapMut, MmapOptions};
 
+pub(crate) mod overflow;
+#[cfg(feature = "asan")]
+pub(crate) mod sanitizer;
+pub(crate) mod slab;
+pub(crate) mod valgrind;
+
 /// Stack size used when [`crate::Builder::stack_size`] is not called: 1 MiB.
 /// Untouched pages cost no memory, only address space.
 ///
@@ -215,9 +221,9 @@ pub const DEFAULT_SLAB_STACK_SIZE: usize = 64 << 10;
 /// assert_eq!(end - start, stack::SLAB_CANARY_BYTES);
 /// assert_eq!(end, s.bottom() as usize); // right below the stack
 /// ```
-pub const SLAB_CANARY_BYTES: usize = crate::slab::CANARY_BYTES;
+pub const SLAB_CANARY_BYTES: usize = crate::stack::slab::CANARY_BYTES;
 
-pub use crate::slab::SlabStats;
+pub use crate::stack::slab::SlabStats;
 
 /// One greenlet stack: its own mapping with a guard page (made by
 /// [`Stack::new`]), or a slot of a slab ([`StackKind::Slab`]).
@@ -239,7 +245,7 @@ pub struct Stack {
 enum Memory {
     Guarded(MmapMut),
     /// Goes back to this thread's slab free list when dropped.
-    Slab(crate::slab::Slot),
+    Slab(crate::stack::slab::Slot),
 }
 
 impl Stack {
@@ -271,9 +277,9 @@ impl Stack {
             return Err(annotate(err, usable + page));
         }
         // A guard-page hit on this thread must be reported (src/overflow.rs).
-        crate::overflow::prepare_thread();
+        crate::stack::overflow::prepare_thread();
         let start = map.as_ptr() as usize;
-        let valgrind_id = crate::valgrind::register_stack(start + page, start + map.len());
+        let valgrind_id = crate::stack::valgrind::register_stack(start + page, start + map.len());
         Ok(Stack {
             memory: Memory::Guarded(map),
             valgrind_id,
@@ -282,9 +288,9 @@ impl Stack {
 
     /// A slab stack of at least `requested` usable bytes (see [`StackKind::Slab`]).
     fn new_slab(requested: usize) -> io::Result<Stack> {
-        let slot = crate::slab::take(usable_size_for(requested)?)?;
+        let slot = crate::stack::slab::take(usable_size_for(requested)?)?;
         let valgrind_id =
-            crate::valgrind::register_stack(slot.bottom() as usize, slot.top() as usize);
+            crate::stack::valgrind::register_stack(slot.bottom() as usize, slot.top() as usize);
         Ok(Stack {
             memory: Memory::Slab(slot),
             valgrind_id,
@@ -385,7 +391,7 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        crate::valgrind::deregister_stack(self.valgrind_id);
+        crate::stack::valgrind::deregister_stack(self.valgrind_id);
         // The mapping itself is released by MmapMut's destructor.
     }
 }
@@ -449,7 +455,7 @@ pub fn take_kind(requested: usize, kind: StackKind) -> io::Result<Stack> {
 /// assert_eq!(in_use(), before);
 /// ```
 pub fn slab_stats() -> SlabStats {
-    crate::slab::stats()
+    crate::stack::slab::stats()
 }
 
 /// A guarded stack of `requested` usable bytes, from this thread's pool when

@@ -16,11 +16,11 @@ use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 
 use crate::arch;
-use crate::error::GreenletExit;
-use crate::greenlet::{Greenlet, Inner, State};
+use crate::greenlet::error::GreenletExit;
+use crate::greenlet::handle::{Greenlet, Inner, State};
+use crate::greenlet::thread::{self, Event};
+use crate::greenlet::value::Value;
 use crate::stack;
-use crate::thread::{self, Event};
-use crate::value::Value;
 
 /// What a switch carries to the resumed side.
 pub(crate) enum Message {
@@ -49,7 +49,7 @@ struct Transfer {
     origin_died: bool,
     /// The suspended side's AddressSanitizer fake-stack handle.
     #[cfg(feature = "asan")]
-    fiber: crate::asan::Suspended,
+    fiber: crate::stack::sanitizer::Suspended,
 }
 
 impl Transfer {
@@ -59,7 +59,7 @@ impl Transfer {
             message: ManuallyDrop::new(message),
             origin_died: false,
             #[cfg(feature = "asan")]
-            fiber: crate::asan::Suspended::fresh(),
+            fiber: crate::stack::sanitizer::Suspended::fresh(),
         }
     }
 }
@@ -202,7 +202,7 @@ unsafe fn arm(
     unsafe { Inner::inc_strong(target) };
     thread::set_current(target);
     #[cfg(feature = "asan")]
-    crate::asan::start_switch(&mut transfer.fiber, tgt, transfer.origin_died);
+    crate::stack::sanitizer::start_switch(&mut transfer.fiber, tgt, transfer.origin_died);
     #[cfg(not(feature = "asan"))]
     let _ = transfer;
     (cur.sp.as_ptr(), tgt.sp.get())
@@ -221,11 +221,11 @@ unsafe fn resumed(word: usize, mine: &Transfer) -> Value {
     // requests included (serve announces its own switches).
     #[cfg(feature = "asan")]
     // SAFETY: `word` is what our pending switch was resumed with.
-    crate::asan::finish_switch(&mine.fiber, unsafe { origin_of(word) });
+    crate::stack::sanitizer::finish_switch(&mine.fiber, unsafe { origin_of(word) });
     // An introspection request (src/introspect.rs) is answered here, on this
     // stack, without resuming the caller; `word` is then the real switch's.
     // SAFETY: `mine.origin` is the greenlet whose pending switch received `word`.
-    let word = unsafe { crate::introspect::serve(word, mine.origin) };
+    let word = unsafe { crate::greenlet::introspect::serve(word, mine.origin) };
     // Whoever resumed us has already moved our message out of `mine` (it is
     // ManuallyDrop, so nothing is dropped twice).
     let theirs = word as *mut Transfer;
@@ -263,7 +263,8 @@ unsafe fn resumed(word: usize, mine: &Transfer) -> Value {
 pub(crate) unsafe fn origin_of(word: usize) -> *const Inner {
     // SAFETY: forwarded; an untagged word is a live Transfer.
     unsafe {
-        crate::introspect::requester_of(word).unwrap_or_else(|| (*(word as *const Transfer)).origin)
+        crate::greenlet::introspect::requester_of(word)
+            .unwrap_or_else(|| (*(word as *const Transfer)).origin)
     }
 }
 
@@ -373,7 +374,7 @@ pub(crate) unsafe extern "C" fn entry(word: usize, arg: usize) -> ! {
     let me = arg as *const Inner;
     #[cfg(feature = "asan")]
     // SAFETY: the first switch into a greenlet passes a Transfer.
-    crate::asan::finish_switch(&crate::asan::Suspended::fresh(), unsafe {
+    crate::stack::sanitizer::finish_switch(&crate::stack::sanitizer::Suspended::fresh(), unsafe {
         (*(word as *const Transfer)).origin
     });
     // SAFETY: the first switch into a greenlet passes a Transfer.
@@ -399,7 +400,7 @@ pub(crate) unsafe extern "C" fn entry(word: usize, arg: usize) -> ! {
         }
     };
     // Greenlet-local values die with the greenlet, on its own stack.
-    quietly(|| crate::local::clear(me as usize));
+    quietly(|| crate::extras::local::clear(me as usize));
     // SAFETY: `me` is the running greenlet, about to die.
     unsafe { die(me, outcome) }
 }

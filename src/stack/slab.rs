@@ -238,7 +238,7 @@ fn map_chunk(slot_size: usize) -> io::Result<Chunk> {
     unsafe { libc::madvise(start, len, libc::MADV_NOHUGEPAGE) };
     // The stack-overflow reporter wants to know about this thread too: a slot 0
     // that runs far enough hits the chunk's guard page.
-    crate::overflow::prepare_thread();
+    crate::stack::overflow::prepare_thread();
     let start = start as usize;
     Ok(Chunk {
         start,

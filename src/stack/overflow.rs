@@ -43,7 +43,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Once;
 
-use crate::thread;
+use crate::greenlet::thread;
 
 /// Bytes of the alternate signal stacks this module maps (plus a guard page).
 /// Generous: the handler itself needs well under a KiB, but the handler it

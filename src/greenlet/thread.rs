@@ -8,7 +8,7 @@
 use std::cell::{Cell, RefCell};
 use std::ptr;
 
-use crate::greenlet::{Greenlet, Inner};
+use crate::greenlet::handle::{Greenlet, Inner};
 
 /// Called for every switch and throw on a thread (SPEC S11), as
 /// `tracer(event, origin, target)`; install one with [`settrace`].

@@ -1,0 +1,120 @@
+//! x86_64 (System V): rbx, rbp, r12-r15; MXCSR and the x87 control word.
+
+/// Callee-saved state captured after the round trip: rbx, rbp, r12-r15, then
+/// MXCSR (low 32 bits) | x87 control word (bits 32-47).
+pub const INT_REGS: &[&str] = &["rbx", "rbp", "r12", "r13", "r14", "r15"];
+pub const FP_REGS: &[&str] = &[];
+/// The probe: round toward zero, flush-to-zero, denormals-are-zero, all
+/// exceptions masked, no status flag; x87: round toward zero, single
+/// precision, all exceptions masked.
+const A_MXCSR: u64 = 0xFFC0;
+const A_FCW: u64 = 0x0C7F;
+/// The clobber side: round down and the invalid-operation flag raised;
+/// x87: round down.
+const B_MXCSR: u64 = 0x3F81;
+const B_FCW: u64 = 0x047F;
+/// MXCSR's six status flags stay with the thread in both builds.
+const MXCSR_FLAGS: u64 = 0x3F;
+/// What the probe must see after the round trip. With `fp-control` the
+/// control bits are the probe's own and the status flags the thread's (the
+/// clobber raised one); without it the whole state is the thread's, so the
+/// clobber's values come back.
+pub const EXPECTED_FP_CONTROL: u64 = if cfg!(feature = "fp-control") {
+    ((A_MXCSR & !MXCSR_FLAGS) | (B_MXCSR & MXCSR_FLAGS)) | (A_FCW << 32)
+} else {
+    B_MXCSR | (B_FCW << 32)
+};
+/// The register that [`bad_switch`] forgets.
+pub const FORGOTTEN: &str = "r15";
+
+std::arch::global_asm!(
+    ".text",
+    ".globl greenlet_abi_probe",
+    ".p2align 4",
+    "greenlet_abi_probe:",
+    // rdi = switch fn, rsi = save slot, rdx = load sp, rcx = out
+    "push %rbp",
+    "push %rbx",
+    "push %r12",
+    "push %r13",
+    "push %r14",
+    "push %r15",
+    "sub $24, %rsp",
+    "stmxcsr (%rsp)",
+    "fnstcw 4(%rsp)",
+    "mov %rcx, 8(%rsp)",
+    "mov %rdi, %rax",
+    "mov %rsi, %rdi",
+    "mov %rdx, %rsi",
+    "xor %edx, %edx",
+    "movl $0xFFC0, 16(%rsp)",
+    "ldmxcsr 16(%rsp)",
+    "movw $0x0C7F, 20(%rsp)",
+    "fldcw 20(%rsp)",
+    "movabs $0x5eed000101010101, %rbx",
+    "movabs $0x5eed000202020202, %rbp",
+    "movabs $0x5eed000303030303, %r12",
+    "movabs $0x5eed000404040404, %r13",
+    "movabs $0x5eed000505050505, %r14",
+    "movabs $0x5eed000606060606, %r15",
+    "call *%rax",
+    "mov 8(%rsp), %rcx",
+    "mov %rbx, 0(%rcx)",
+    "mov %rbp, 8(%rcx)",
+    "mov %r12, 16(%rcx)",
+    "mov %r13, 24(%rcx)",
+    "mov %r14, 32(%rcx)",
+    "mov %r15, 40(%rcx)",
+    "movq $0, 48(%rcx)",
+    "stmxcsr 48(%rcx)",
+    "fnstcw 52(%rcx)",
+    "ldmxcsr (%rsp)",
+    "fldcw 4(%rsp)",
+    "add $24, %rsp",
+    "pop %r15",
+    "pop %r14",
+    "pop %r13",
+    "pop %r12",
+    "pop %rbx",
+    "pop %rbp",
+    "ret",
+    "",
+    ".globl greenlet_abi_clobber",
+    ".p2align 4",
+    "greenlet_abi_clobber:",
+    // rdi = switch fn, rsi = save slot, rdx = pointer to the probe's saved sp
+    "mov %rdi, %rax",
+    "mov %rsi, %rdi",
+    "mov (%rdx), %rsi",
+    "xor %edx, %edx",
+    "movabs $0xbad000010badf00d, %rbx",
+    "movabs $0xbad000020badf00d, %rbp",
+    "movabs $0xbad000030badf00d, %r12",
+    "movabs $0xbad000040badf00d, %r13",
+    "movabs $0xbad000050badf00d, %r14",
+    "movabs $0xbad000060badf00d, %r15",
+    "sub $8, %rsp",
+    "movl $0x3F81, (%rsp)",
+    "ldmxcsr (%rsp)",
+    "movw $0x047F, 4(%rsp)",
+    "fldcw 4(%rsp)",
+    "call *%rax",
+    "ud2",
+    options(att_syntax)
+);
+
+// The real switch, then r15 corrupted on the way back: a switch that fails to
+// preserve exactly one register, which the probe must catch.
+std::arch::global_asm!(
+    ".text",
+    ".globl greenlet_abi_bad_switch",
+    ".p2align 4",
+    "greenlet_abi_bad_switch:",
+    "sub $8, %rsp",
+    "call {switch}",
+    "add $8, %rsp",
+    "not %r15",
+    "ret",
+    switch = sym super::super::ffi::switch,
+    options(att_syntax)
+);

@@ -70,9 +70,10 @@ pub mod stack;
 
 pub use crate::extras::generator::{Generator, GeneratorState, Yielder};
 pub use crate::extras::local::GreenletLocal;
+pub use crate::greenlet::builder::Builder;
 pub use crate::greenlet::error::{Error, GreenletExit};
-pub use crate::greenlet::handle::{Builder, Greenlet, WeakGreenlet};
-pub use crate::greenlet::thread::{gettrace, settrace, Event, Tracer};
+pub use crate::greenlet::handle::{Greenlet, WeakGreenlet};
+pub use crate::greenlet::trace::{gettrace, settrace, Event, Tracer};
 pub use crate::greenlet::value::Value;
 pub use crate::stack::StackKind;
 

@@ -44,8 +44,8 @@ fn assert_ends_at_trampoline(names: &[String]) {
         "the backtrace does not end at the entry trampoline:\n  {shown}"
     );
     assert!(
-        names.len() >= 2 && names[names.len() - 2] == "greenlet::greenlet::switching::entry",
-        "the frame above the trampoline is not greenlet::greenlet::switching::entry:\n  {shown}"
+        names.len() >= 2 && names[names.len() - 2] == "greenlet::greenlet::entry::entry",
+        "the frame above the trampoline is not greenlet::greenlet::entry::entry:\n  {shown}"
     );
     for n in names {
         for bad in MAIN_STACK_ONLY {
@@ -129,7 +129,7 @@ fn a_panic_backtrace_inside_a_greenlet_ends_at_the_trampoline() {
         "the panic backtrace does not end at the trampoline:\n{stderr}"
     );
     assert!(
-        frames.contains(&"greenlet::greenlet::switching::entry"),
+        frames.contains(&"greenlet::greenlet::entry::entry"),
         "{stderr}"
     );
 }
@@ -200,7 +200,7 @@ fn gdb_bt_inside_a_greenlet_ends_at_the_trampoline() {
     assert!(
         frames
             .iter()
-            .any(|f| f.contains("greenlet::greenlet::switching::entry")),
+            .any(|f| f.contains("greenlet::greenlet::entry::entry")),
         "{text}"
     );
     for bad in [

@@ -1,27 +1,15 @@
 //! Greenlet-local storage: like `thread_local!`, but with one value per
 //! greenlet (the role `gr_context` plays for Python's context variables).
 //!
-//! Values live in a per-thread side table keyed by greenlet identity. A
-//! greenlet's values are dropped when it dies (on its own stack, before control
-//! leaves it), and the main greenlet's when its thread exits.
+//! Values live in a small table inside each greenlet object, keyed by the
+//! address of their key (the core's `locals` module). A greenlet's values are
+//! dropped when it dies (on its own stack, before control leaves it), and the
+//! main greenlet's when its thread exits.
 
 use std::any::Any;
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::Greenlet;
-
-type Slots = Vec<(usize, Rc<dyn Any>)>;
-
-thread_local! {
-    /// greenlet identity -> (key address, value) pairs.
-    static TABLE: RefCell<HashMap<usize, Slots>> = RefCell::new(HashMap::new());
-    /// Set once any greenlet of this thread has stored a value: until then a
-    /// death need not look at the table (one load instead of a lazily made
-    /// thread-local, a borrow and a lookup, on every death).
-    static USED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
+use crate::greenlet::locals;
 
 /// A key for a value that each greenlet has its own copy of, initialised on
 /// first use in that greenlet. Declare one with [`greenlet_local!`](crate::greenlet_local).
@@ -82,22 +70,13 @@ impl<T: 'static> GreenletLocal<T> {
     /// assert_eq!(LOG.with(|l| l.borrow().clone()), ["main"]);
     /// ```
     pub fn with<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
-        let me = current_id();
         let key = self.key();
-        let found = TABLE.with(|t| {
-            t.borrow().get(&me).and_then(|slots| {
-                slots
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, v)| v.clone())
-            })
-        });
-        let value = match found {
+        let value = match locals::get(key) {
             Some(v) => v,
             None => {
-                // Initialise outside the table borrow: `init` may use other keys.
+                // Initialise outside the table: `init` may use other keys.
                 let fresh: Rc<dyn Any> = Rc::new((self.init)());
-                insert(me, key, fresh.clone());
+                drop(locals::insert(key, fresh.clone()));
                 fresh
             }
         };
@@ -119,7 +98,9 @@ impl<T: 'static> GreenletLocal<T> {
     /// assert_eq!(g.switch(()).downcast::<u8>().unwrap(), 0); // set for main only
     /// ```
     pub fn set(&'static self, value: T) {
-        insert(current_id(), self.key(), Rc::new(value));
+        // The old value is dropped after the table is left: its destructor
+        // may use greenlet-locals too.
+        drop(locals::insert(self.key(), Rc::new(value)));
     }
 
     /// Has the current greenlet a value for this key yet?
@@ -134,55 +115,8 @@ impl<T: 'static> GreenletLocal<T> {
     /// assert_eq!(g.switch(()).downcast::<bool>().unwrap(), false);
     /// ```
     pub fn is_set(&'static self) -> bool {
-        let me = current_id();
-        let key = self.key();
-        TABLE.with(|t| {
-            t.borrow()
-                .get(&me)
-                .is_some_and(|slots| slots.iter().any(|(k, _)| *k == key))
-        })
+        locals::get(self.key()).is_some()
     }
-}
-
-fn current_id() -> usize {
-    Greenlet::current().identity()
-}
-
-fn insert(greenlet: usize, key: usize, value: Rc<dyn Any>) {
-    USED.with(|used| used.set(true));
-    let old = TABLE.with(|t| {
-        let mut t = t.borrow_mut();
-        let slots = t.entry(greenlet).or_default();
-        match slots.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, slot)) => Some(std::mem::replace(slot, value)),
-            None => {
-                slots.push((key, value));
-                None
-            }
-        }
-    });
-    drop(old); // after the borrow: its destructor may use greenlet-locals too
-}
-
-/// Drops every value of the greenlet with identity `greenlet` (at its death).
-pub(crate) fn clear(greenlet: usize) {
-    // Every death comes here: skip the table when no greenlet of this thread
-    // ever stored a value, and the hashing when none holds one now.
-    if !USED.try_with(std::cell::Cell::get).unwrap_or(true) {
-        return;
-    }
-    let slots = TABLE
-        .try_with(|t| {
-            let mut t = t.borrow_mut();
-            if t.is_empty() {
-                None
-            } else {
-                t.remove(&greenlet)
-            }
-        })
-        .ok()
-        .flatten();
-    drop(slots); // outside the borrow, as in `insert`
 }
 
 /// Declares [`GreenletLocal`] keys, the way `thread_local!` declares `LocalKey`s.

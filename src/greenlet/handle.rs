@@ -1,244 +1,16 @@
-//! Greenlet objects and their handles: [`Greenlet`], [`WeakGreenlet`],
-//! [`Builder`], the parent tree and kill-on-drop.
-//!
-//! Handles are hand-rolled reference counts rather than `Rc` because the last
-//! strong handle to a suspended greenlet must be able to *resurrect* it for the
-//! duration of the kill (SPEC S10), which `Rc` cannot express.
+//! Handles: [`Greenlet`] and [`WeakGreenlet`], the public face of a greenlet
+//! object (`object.rs`).
 
-use std::cell::Cell;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::io;
 use std::marker::PhantomData;
-use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 
-use crate::greenlet::error::{Error, GreenletExit};
-use crate::greenlet::spare;
-use crate::greenlet::switching::{self, Message};
-use crate::greenlet::thread;
-use crate::greenlet::value::Value;
-use crate::stack::{self, Stack, StackKind};
-
-/// The body of a greenlet once its result type has been erased.
-pub(crate) type Run = Box<dyn FnOnce(Value) -> Value>;
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum State {
-    /// Created, `run` not called yet; its initial frame waits on its stack.
-    Unstarted,
-    /// Running (it is current) or suspended in a switch.
-    Started,
-    /// `run` returned or panicked; its stack is back in the pool.
-    Dead,
-}
-
-/// The shared greenlet object that handles point at.
-pub(crate) struct Inner {
-    strong: Cell<usize>,
-    weak: Cell<usize>,
-    pub(crate) state: Cell<State>,
-    /// Strong link up the tree; `None` only for a main greenlet.
-    parent: Cell<Option<Greenlet>>,
-    /// Saved stack pointer while suspended (or the initial frame if unstarted).
-    pub(crate) sp: Cell<*mut u8>,
-    /// The stack; `None` for a main greenlet and after death.
-    pub(crate) stack: Cell<Option<Stack>>,
-    pub(crate) run: Cell<Option<Run>>,
-    is_main: bool,
-    /// Set while the greenlet is being killed because its last handle dropped:
-    /// weak handles no longer upgrade.
-    dying: Cell<bool>,
-}
-
-impl Inner {
-    /// A main greenlet for the calling thread, with strong count 1.
-    pub(crate) fn new_main() -> *const Inner {
-        Box::into_raw(Box::new(Inner {
-            strong: Cell::new(1),
-            weak: Cell::new(0),
-            state: Cell::new(State::Started),
-            parent: Cell::new(None),
-            sp: Cell::new(ptr::null_mut()),
-            stack: Cell::new(None),
-            run: Cell::new(None),
-            is_main: true,
-            dying: Cell::new(false),
-        }))
-    }
-
-    /// # Safety
-    /// `this` must point at a live `Inner`.
-    #[inline]
-    pub(crate) unsafe fn inc_strong(this: *const Inner) {
-        // SAFETY: live per the caller.
-        let inner = unsafe { &*this };
-        inner.strong.set(inner.strong.get() + 1);
-    }
-
-    /// Drops a strong count that is known not to be the last one.
-    ///
-    /// # Safety
-    /// `this` must be live with a strong count of at least 2.
-    pub(crate) unsafe fn dec_strong_no_drop(this: *const Inner) {
-        // SAFETY: live per the caller.
-        let inner = unsafe { &*this };
-        debug_assert!(inner.strong.get() >= 2);
-        inner.strong.set(inner.strong.get() - 1);
-    }
-
-    /// The root (main greenlet) of the tree that `this` is in.
-    ///
-    /// # Safety
-    /// `this` must point at a live `Inner`.
-    pub(crate) unsafe fn root_of(mut this: *const Inner) -> *const Inner {
-        loop {
-            // SAFETY: live per the caller; each parent link is a strong handle,
-            // so every ancestor is live too.
-            let inner = unsafe { &*this };
-            match inner.parent_ptr() {
-                Some(p) => this = p,
-                None => return this,
-            }
-        }
-    }
-
-    /// The parent's pointer, without touching reference counts.
-    #[inline]
-    pub(crate) fn parent_ptr(&self) -> Option<*const Inner> {
-        let parent = self.parent.take();
-        let p = parent.as_ref().map(|g| g.ptr.as_ptr() as *const Inner);
-        self.parent.set(parent);
-        p
-    }
-
-    /// Called when the strong count has just dropped to zero.
-    ///
-    /// Releasing a greenlet drops its parent link, which may be the parent's
-    /// last handle, and so on up a chain that can be tens of thousands long:
-    /// the walk up is a loop, not a recursion, so it cannot overflow the stack.
-    ///
-    /// # Safety
-    /// `this` must be live, with strong count 0, and no handle may be made
-    /// from it except through resurrection here.
-    #[cold]
-    unsafe fn last_handle_dropped(mut this: NonNull<Inner>) {
-        loop {
-            // SAFETY: live per the caller (or, on later rounds, because we held
-            // the parent's last strong count).
-            let inner = unsafe { this.as_ref() };
-            if inner.state.get() == State::Started && !inner.is_main {
-                // SAFETY: forwarded contract.
-                if !unsafe { kill(this) } {
-                    return; // resurrected or deliberately leaked
-                }
-            }
-            // Dead, unstarted, or a main greenlet: release what it owns. Unstarted
-            // closures are simply dropped (SPEC S10). Taking the fields out first
-            // keeps `inner` consistent if one of these drops re-enters.
-            let run = inner.run.take();
-            let stack = inner.stack.take();
-            let parent = inner.parent.take();
-            inner.state.set(State::Dead);
-            if let Some(stack) = stack {
-                stack::release(stack);
-            }
-            drop(run);
-            if inner.weak.get() == 0 {
-                // SAFETY: no strong and no weak handle is left; the allocation
-                // came from spare::allocate or Box::into_raw.
-                unsafe { spare::free(this.as_ptr()) };
-            }
-            let Some(parent) = parent else { return };
-            // SAFETY: the link is a strong handle, so the parent is live.
-            let parent_inner = unsafe { parent.ptr.as_ref() };
-            if parent_inner.strong.get() > 1 {
-                return drop(parent); // not the last handle: a plain decrement
-            }
-            // The last handle: release the parent on the next round instead of
-            // recursing through Drop.
-            this = parent.ptr;
-            std::mem::forget(parent);
-            parent_inner.strong.set(0);
-        }
-    }
-}
-
-/// Kills a suspended greenlet whose last handle dropped (SPEC S10). Returns
-/// `true` when it died and its `Inner` is back at strong count 0, ready to be
-/// released; `false` when it was resurrected or is deliberately leaked.
-///
-/// # Safety
-/// `this` must be live with strong count 0 and state `Started`.
-unsafe fn kill(this: NonNull<Inner>) -> bool {
-    // SAFETY: live per the caller.
-    let inner = unsafe { this.as_ref() };
-    if thread::torn_down() {
-        crate::report("greenlet: a suspended greenlet was dropped after its thread's greenlet state was torn down; it cannot be killed, so its stack is leaked");
-        return false;
-    }
-    // Resurrect for the duration of the kill.
-    inner.strong.set(1);
-    inner.dying.set(true);
-    let g = Greenlet {
-        ptr: this,
-        _not_send: PhantomData,
-    };
-    // The dropper is the parent for the duration of the kill, so that control
-    // comes back here; the old parent link is kept, not dropped (it may be the
-    // old parent's last handle), and put back afterwards, as Python does, for
-    // a greenlet that survives or is resurrected.
-    let old_parent = inner.parent.replace(Some(Greenlet::current()));
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| g.throw(GreenletExit)));
-    inner.dying.set(false);
-    restore_parent(inner, this, old_parent);
-    if let Err(payload) = outcome {
-        crate::report(&format!(
-            "greenlet: a greenlet killed on drop raised a panic instead of dying quietly: {}",
-            crate::describe_panic(&*payload)
-        ));
-        switching::drop_payload(payload);
-    }
-    if inner.state.get() == State::Dead {
-        if inner.strong.get() == 1 {
-            // Give the resurrected count back without running Drop again.
-            std::mem::forget(g);
-            inner.strong.set(0);
-            return true;
-        }
-        // Resurrected while dying: someone took a new handle.
-        drop(g);
-        return false;
-    }
-    if inner.strong.get() > 1 {
-        // It survived and handed out new handles: it lives on normally.
-        drop(g);
-        return false;
-    }
-    crate::report("greenlet: a greenlet dropped while suspended did not die when GreenletExit was thrown into it; its stack is leaked, never freed under live frames");
-    std::mem::forget(g);
-    false
-}
-
-/// Puts back the parent a killed greenlet had before the kill, unless that
-/// would now close a cycle (the old parent was re-parented under the greenlet
-/// while it was being killed): then the dropper stays its parent.
-fn restore_parent(inner: &Inner, this: NonNull<Inner>, old_parent: Option<Greenlet>) {
-    let Some(old) = old_parent else { return };
-    let mut ancestor = Some(old.ptr.as_ptr() as *const Inner);
-    while let Some(p) = ancestor {
-        if ptr::eq(p, this.as_ptr()) {
-            return drop(old);
-        }
-        // SAFETY: `old` is live (we hold it) and each parent link is a strong
-        // handle, so every ancestor is live.
-        ancestor = unsafe { (*p).parent_ptr() };
-    }
-    // The temporary link to the dropper is never its last handle: the dropper
-    // is running (CURRENT holds it), so this drop runs no code.
-    let dropper = inner.parent.replace(Some(old));
-    drop(dropper);
-}
+use super::builder::Builder;
+use super::object::{self, Inner, State};
+use super::switch::{self, Message};
+use super::{introspect, spare, thread};
+use crate::{Error, Value};
 
 /// A handle to a greenlet: a pseudo-thread with its own stack that runs only
 /// when something [`switch`](Greenlet::switch)es to it.
@@ -309,7 +81,7 @@ impl Greenlet {
     /// assert_eq!(g.switch(()).downcast::<Greenlet>().unwrap(), g);
     /// ```
     pub fn current() -> Greenlet {
-        // SAFETY: current_ptr is live (CURRENT owns a reference); we take one more.
+        // SAFETY: the running greenlet is live; the new count is the handle's.
         unsafe { Greenlet::from_raw_clone(thread::current_ptr()) }
     }
 
@@ -343,7 +115,7 @@ impl Greenlet {
     /// ```
     #[inline]
     pub fn switch<T: 'static>(&self, arg: T) -> Value {
-        switching::transfer(self.ptr.as_ptr(), Message::Value(Value::new(arg)))
+        switch::switch_value(self.ptr.as_ptr(), Value::new(arg))
     }
 
     /// Switches to this greenlet and raises `err` there as a panic payload (with
@@ -366,7 +138,7 @@ impl Greenlet {
     /// assert_eq!(g.throw("stop").downcast::<&str>().unwrap(), "stop");
     /// ```
     pub fn throw<E: std::any::Any + Send>(&self, err: E) -> Value {
-        switching::transfer(self.ptr.as_ptr(), Message::Throw(Box::new(err)))
+        switch::switch_slow(self.ptr.as_ptr(), Message::Throw(Box::new(err)))
     }
 
     /// The parent: where control goes when this greenlet dies. `None` only for a
@@ -442,7 +214,7 @@ impl Greenlet {
     /// assert!(!greenlet::Greenlet::new(|_| ()).is_main());
     /// ```
     pub fn is_main(&self) -> bool {
-        self.inner().is_main
+        self.inner().is_main()
     }
 
     /// Has `run` been called (always true for a main greenlet)? Stays true after death.
@@ -467,7 +239,7 @@ impl Greenlet {
     /// assert!(g.is_active());
     /// ```
     pub fn is_active(&self) -> bool {
-        self.inner().state.get() == State::Started
+        matches!(self.inner().state.get(), State::Running | State::Suspended)
     }
 
     /// Has `run` returned or panicked? Never true for a main greenlet.
@@ -522,12 +294,20 @@ impl Greenlet {
     /// assert!(g.is_dead() && g.backtrace().is_none());
     /// ```
     pub fn backtrace(&self) -> Option<std::backtrace::Backtrace> {
-        crate::greenlet::introspect::backtrace(self.ptr.as_ptr())
+        introspect::backtrace(self.ptr.as_ptr())
     }
 
-    /// A number that identifies this greenlet among the live ones (its address).
-    pub(crate) fn identity(&self) -> usize {
-        self.ptr.as_ptr() as usize
+    /// The greenlet object this handle points at.
+    #[inline(always)]
+    pub(crate) fn as_ptr(&self) -> *const Inner {
+        self.ptr.as_ptr()
+    }
+
+    /// Gives up the handle without dropping its count, which the caller now owns.
+    pub(crate) fn into_raw(self) -> NonNull<Inner> {
+        let ptr = self.ptr;
+        std::mem::forget(self);
+        ptr
     }
 
     #[inline]
@@ -566,8 +346,8 @@ impl Greenlet {
         match self.inner().state.get() {
             State::Unstarted => "unstarted",
             State::Dead => "dead",
-            State::Started if self.is_current() => "running",
-            State::Started => "suspended",
+            State::Running => "running",
+            State::Suspended => "suspended",
         }
     }
 }
@@ -588,7 +368,7 @@ impl Drop for Greenlet {
         inner.strong.set(n);
         if n == 0 {
             // SAFETY: the count just reached zero through this handle.
-            unsafe { Inner::last_handle_dropped(self.ptr) }
+            unsafe { object::release(self.ptr) }
         }
     }
 }
@@ -629,9 +409,7 @@ impl fmt::Debug for Greenlet {
         }
         // Stack usage comes from the saved stack pointer and mincore(2): it
         // touches no stack memory (src/introspect.rs).
-        if let Some(usage) =
-            crate::greenlet::introspect::stack_usage(self.inner(), self.is_current())
-        {
+        if let Some(usage) = introspect::stack_usage(self.inner(), self.is_current()) {
             d.field("stack_size", &usage.size);
             d.field("stack_in_use", &usage.in_use);
             if let Some(high_water) = usage.high_water {
@@ -675,10 +453,13 @@ impl WeakGreenlet {
     pub fn upgrade(&self) -> Option<Greenlet> {
         // SAFETY: the weak count keeps the allocation alive.
         let inner = unsafe { self.ptr.as_ref() };
-        if inner.strong.get() == 0 || inner.dying.get() {
+        // Live means some strong handle is left, or it is running (the
+        // running greenlet is not counted); a kill in progress does not count.
+        let live = inner.strong.get() != 0 || inner.state.get() == State::Running;
+        if !live || inner.dying.get() {
             return None;
         }
-        // SAFETY: strong > 0, so the Inner is live; the new count is ours.
+        // SAFETY: live, as above; the new count is ours.
         Some(unsafe { Greenlet::from_raw_clone(self.ptr.as_ptr()) })
     }
 }
@@ -701,7 +482,7 @@ impl Drop for WeakGreenlet {
         let inner = unsafe { self.ptr.as_ref() };
         let n = inner.weak.get() - 1;
         inner.weak.set(n);
-        if n == 0 && inner.strong.get() == 0 {
+        if n == 0 && inner.strong.get() == 0 && inner.released() {
             // SAFETY: no handle of either kind is left, and the contents were
             // released when the strong count reached zero.
             unsafe { spare::free(self.ptr.as_ptr()) };
@@ -712,133 +493,5 @@ impl Drop for WeakGreenlet {
 impl fmt::Debug for WeakGreenlet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "WeakGreenlet({:p})", self.ptr.as_ptr())
-    }
-}
-
-/// Configures a new greenlet: stack size and parent.
-///
-/// ```
-/// use greenlet::Greenlet;
-/// let parent = Greenlet::new(|v| v);
-/// let child = Greenlet::builder().parent(&parent).stack_size(128 << 10).spawn(|_| "up").unwrap();
-/// // The child dies into its unstarted parent, which starts with the child's result.
-/// assert_eq!(child.switch(()).downcast::<&str>().unwrap(), "up");
-/// assert!(parent.is_dead());
-/// ```
-#[derive(Debug, Default)]
-pub struct Builder {
-    stack_size: Option<usize>,
-    parent: Option<Greenlet>,
-    stack_kind: StackKind,
-}
-
-impl Builder {
-    /// A builder with the default stack size and the current greenlet as parent;
-    /// the same as [`Greenlet::builder`].
-    ///
-    /// ```
-    /// use greenlet::{Builder, Greenlet};
-    /// let g = Builder::new().spawn(|_| 1 + 1).unwrap();
-    /// assert_eq!(g.parent(), Some(Greenlet::current()));
-    /// assert_eq!(g.switch(()).downcast::<i32>().unwrap(), 2);
-    /// ```
-    pub fn new() -> Builder {
-        Builder::default()
-    }
-
-    /// Usable stack bytes, rounded up to whole pages and to at least
-    /// [`stack::MIN_STACK_SIZE`]. One guard page is mapped below it. Sizes too
-    /// large to map make [`Builder::spawn`] fail.
-    ///
-    /// ```
-    /// use greenlet::{stack, Greenlet};
-    /// // A tiny request is rounded up to MIN_STACK_SIZE, not refused.
-    /// let g = Greenlet::builder().stack_size(1).spawn(|_| "ran").unwrap();
-    /// assert_eq!(g.switch(()).downcast::<&str>().unwrap(), "ran");
-    /// assert_eq!(stack::usable_size_for(1).unwrap(), stack::usable_size_for(stack::MIN_STACK_SIZE).unwrap());
-    /// ```
-    pub fn stack_size(mut self, bytes: usize) -> Builder {
-        self.stack_size = Some(bytes);
-        self
-    }
-
-    /// Where the stack comes from (default [`StackKind::Guarded`]). Choose
-    /// [`StackKind::Slab`] to keep hundreds of thousands or millions of
-    /// greenlets alive at once; without [`Builder::stack_size`] a slab stack has
-    /// [`stack::DEFAULT_SLAB_STACK_SIZE`] bytes.
-    ///
-    /// ```
-    /// use greenlet::{Greenlet, StackKind};
-    /// let g = Greenlet::builder()
-    ///     .stack_kind(StackKind::Slab)
-    ///     .spawn(|_| Greenlet::main().switch("paused"))
-    ///     .unwrap();
-    /// assert_eq!(g.switch(()).downcast::<&str>().unwrap(), "paused");
-    /// ```
-    pub fn stack_kind(mut self, kind: StackKind) -> Builder {
-        self.stack_kind = kind;
-        self
-    }
-
-    /// The parent of the new greenlet (default: the current greenlet).
-    ///
-    /// ```
-    /// use greenlet::Greenlet;
-    /// let outer = Greenlet::new(|_| {
-    ///     // Made here, but its death goes straight to main, skipping `outer`.
-    ///     let child = Greenlet::builder().parent(&Greenlet::main()).spawn(|_| "from child").unwrap();
-    ///     child.switch(());
-    ///     "outer never gets here"
-    /// });
-    /// assert_eq!(outer.switch(()).downcast::<&str>().unwrap(), "from child");
-    /// assert!(outer.is_active()); // still suspended in its switch to the child
-    /// ```
-    pub fn parent(mut self, parent: &Greenlet) -> Builder {
-        self.parent = Some(parent.clone());
-        self
-    }
-
-    /// Creates the greenlet, taking its stack now (from this thread's pool, or
-    /// by mapping a new one), so that failure is reported here.
-    ///
-    /// ```
-    /// let err = greenlet::Greenlet::builder().stack_size(usize::MAX).spawn(|_| ()).unwrap_err();
-    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
-    /// ```
-    pub fn spawn<F, R>(self, run: F) -> io::Result<Greenlet>
-    where
-        F: FnOnce(Value) -> R + 'static,
-        R: 'static,
-    {
-        let default_size = match self.stack_kind {
-            StackKind::Guarded => stack::DEFAULT_STACK_SIZE,
-            StackKind::Slab => stack::DEFAULT_SLAB_STACK_SIZE,
-        };
-        let size = self.stack_size.unwrap_or(default_size);
-        let stack = stack::take_kind(size, self.stack_kind)?;
-        #[cfg(feature = "asan")]
-        crate::stack::sanitizer::stack_reused(stack.bottom(), stack.usable_size());
-        let parent = self.parent.unwrap_or_else(Greenlet::current);
-        let run: Run = Box::new(move |arg| Value::new(run(arg)));
-        let top = stack.top();
-        let inner = spare::allocate(Inner {
-            strong: Cell::new(1),
-            weak: Cell::new(0),
-            state: Cell::new(State::Unstarted),
-            parent: Cell::new(Some(parent)),
-            sp: Cell::new(ptr::null_mut()),
-            stack: Cell::new(Some(stack)),
-            run: Cell::new(Some(run)),
-            is_main: false,
-            dying: Cell::new(false),
-        });
-        const _: () = assert!(stack::MIN_STACK_SIZE > crate::arch::INITIAL_FRAME_MAX_BYTES);
-        // SAFETY: `top` is the 16-aligned top of a stack we own and nothing runs
-        // on yet; stacks are at least MIN_STACK_SIZE, far above the frame size.
-        let sp = unsafe { crate::arch::init_stack(top, switching::entry, inner as usize) };
-        // SAFETY: `inner` was just allocated and is only reachable from here.
-        unsafe { (*inner).sp.set(sp) };
-        // SAFETY: we own the one strong count the Inner was made with.
-        Ok(unsafe { Greenlet::from_raw(inner) })
     }
 }

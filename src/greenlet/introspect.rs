@@ -3,24 +3,20 @@
 //!
 //! A backtrace can only be taken by the unwinder running on the stack it
 //! walks. So [`backtrace`] switches into the suspended greenlet with an
-//! *introspection request* instead of a [`Transfer`](crate::greenlet::switching): a
-//! pointer to a [`Request`] with its lowest bit set (a transfer pointer is
-//! always aligned, so the bit tells the two apart). The greenlet's pending
-//! switch sees the bit in [`serve`], captures a backtrace there, on its own
-//! stack, and switches straight back; its own code does not resume, no tracer
-//! runs, no reference count changes, and its pending switch goes on waiting
-//! for a real one.
-//!
-//! Stack usage never touches stack memory: `mincore(2)` says which pages of a
-//! stack are resident, and the lowest resident page bounds how deep the stack
-//! has ever been used (pages are made resident only by touching them).
+//! *introspection request* instead of a record: a pointer to a [`Request`]
+//! tagged [`INTROSPECT`]. The greenlet's pending switch sees the tag (its
+//! slow path, `switch::resumed_message`), captures a backtrace there, on its
+//! own stack, in [`answer`], and switches straight back; its own code does
+//! not resume, no tracer runs, no reference count changes, and its pending
+//! switch goes on waiting for a real one.
 
 use std::backtrace::Backtrace;
 
+use super::object::{Inner, State};
+use super::switch::INTROSPECT;
+use super::thread;
 use crate::arch;
-use crate::greenlet::handle::{Inner, State};
-use crate::greenlet::thread;
-use crate::stack::{page_size, Stack};
+use crate::stack::{page_size, sanitizer, sanitizer::FakeStack, Stack};
 
 /// Lives on the requester's stack while the target captures its backtrace.
 struct Request {
@@ -34,106 +30,82 @@ pub(crate) fn backtrace(target: *const Inner) -> Option<Backtrace> {
     if target == current {
         return Some(Backtrace::force_capture());
     }
-    // SAFETY: the caller holds a handle to `target`; CURRENT owns one to `current`.
+    // SAFETY: the caller holds a handle to `target`; `current` is running.
     let (tgt, cur) = unsafe { (&*target, &*current) };
-    if tgt.state.get() != State::Started {
+    if tgt.state.get() != State::Suspended {
         return None; // unstarted (no frames yet) or dead (no stack any more)
     }
-    // Started and not current: suspended in a switch (every greenlet that is
-    // not running waits in `switching::transfer`, main included), where `serve`
-    // will see the request.
-    check_canary(cur);
+    // Suspended: waiting in a switch (every greenlet that is not running
+    // waits in one, main included), where the request will be seen.
     let mut request = Request {
         requester: current,
         result: None,
     };
-    // While it captures, the target is the running greenlet: a fault on its
-    // stack is then reported against the right stack (src/overflow.rs). No
-    // reference moves: both are held by others for the whole round trip.
+    // While it captures, the target is the running greenlet. No reference
+    // moves: both are held by others for the whole round trip.
+    let mut fake = FakeStack::fresh();
+    sanitizer::start_switch(Some(&mut fake), tgt.stack_bounds());
+    cur.state.set(State::Suspended);
+    tgt.state.set(State::Running);
     thread::set_current(target);
-    #[cfg(feature = "asan")]
-    let mut fiber = crate::stack::sanitizer::Suspended::fresh();
-    #[cfg(feature = "asan")]
-    crate::stack::sanitizer::start_switch(&mut fiber, tgt, false);
-    // SAFETY: `cur.sp` is where `serve` reads our stack pointer to come back;
+    // SAFETY: `cur.sp` is where `answer` reads our stack pointer to come back;
     // `tgt.sp` is the frame the target saved when it was suspended. The word
-    // is our request, tagged; `serve` switches back with 0 before we return,
+    // is our request, tagged; `answer` switches back with 0 before we return,
     // so the request outlives its use. Nothing here unwinds.
     let word = unsafe {
         arch::switch(
             cur.sp.as_ptr(),
             tgt.sp.get(),
-            (&mut request as *mut Request as usize) | 1,
+            (&mut request as *mut Request as usize) | INTROSPECT,
         )
     };
-    #[cfg(feature = "asan")]
-    crate::stack::sanitizer::finish_switch(&fiber, target);
+    sanitizer::finish_switch(&fake, tgt.stack_bounds().is_none());
     thread::set_current(current);
+    tgt.state.set(State::Suspended);
+    cur.state.set(State::Running);
     debug_assert_eq!(word, 0, "an introspection request is answered with 0");
     request.result
 }
 
-/// Called by a suspended greenlet with the word it was resumed with: answers
-/// introspection requests until a real switch arrives, and returns that
-/// switch's word.
+/// Answers the introspection request `word` on the stack of `me` (which
+/// received it in its pending switch) and switches back to the requester;
+/// returns the word `me` is resumed with next.
 ///
 /// # Safety
-/// `me` must be the greenlet whose pending switch received `word`.
-#[inline]
-pub(crate) unsafe fn serve(word: usize, me: *const Inner) -> usize {
-    if word & 1 == 0 {
-        return word;
-    }
-    // SAFETY: forwarded.
-    unsafe { serve_requests(word, me) }
-}
-
+/// `word` must be a tagged request that `me`'s pending switch received, and
+/// `fake` what `me` keeps for the sanitizer across its switches.
 #[cold]
 #[inline(never)]
-unsafe fn serve_requests(mut word: usize, me: *const Inner) -> usize {
-    // SAFETY: `me` is the greenlet running this code.
-    let inner = unsafe { &*me };
-    while word & 1 != 0 {
-        let request = (word & !1) as *mut Request;
-        // Nothing may unwind out of here: it would unwind into the suspended
-        // code of this greenlet while the requester waits forever. Capturing
-        // does not panic; if it ever did, the process stops. (A guard rather
-        // than catch_unwind, which would add six frames to every backtrace.)
-        let guard = AbortOnUnwind;
-        let captured = Some(Backtrace::force_capture());
-        std::mem::forget(guard);
-        check_canary(inner);
-        // SAFETY: the request lives on the requester's stack, which waits for
-        // us to switch back; we read and write it before doing so.
-        let requester = unsafe {
-            (*request).result = captured;
-            &*(*request).requester
-        };
-        #[cfg(feature = "asan")]
-        let mut fiber = crate::stack::sanitizer::Suspended::fresh();
-        #[cfg(feature = "asan")]
-        crate::stack::sanitizer::start_switch(&mut fiber, requester, false);
-        // SAFETY: the requester saved its frame in its `sp` when it switched
-        // here and is not resumed by anyone else meanwhile; our `sp` is where
-        // the next switch to us (another request, or a real switch) reads ours.
-        word = unsafe { arch::switch(inner.sp.as_ptr(), requester.sp.get(), 0) };
-        #[cfg(feature = "asan")]
-        // SAFETY: `word` is what this pending switch was resumed with.
-        crate::stack::sanitizer::finish_switch(&fiber, unsafe {
-            crate::greenlet::switching::origin_of(word)
-        });
-    }
-    word
+pub(crate) unsafe fn answer(word: usize, me: *const Inner, fake: &mut FakeStack) -> usize {
+    let request = (word & !INTROSPECT) as *mut Request;
+    // Nothing may unwind out of here: it would unwind into the suspended
+    // code of this greenlet while the requester waits forever. Capturing
+    // does not panic; if it ever did, the process stops. (A guard rather
+    // than catch_unwind, which would add six frames to every backtrace.)
+    let guard = AbortOnUnwind;
+    let captured = Some(Backtrace::force_capture());
+    std::mem::forget(guard);
+    // SAFETY: the request lives on the requester's stack, which waits for us
+    // to switch back; we write it before doing so.
+    let requester = unsafe {
+        (*request).result = captured;
+        &*(*request).requester
+    };
+    sanitizer::start_switch(Some(fake), requester.stack_bounds());
+    // SAFETY: the requester saved its frame in its `sp` when it switched here
+    // and is not resumed by anyone else meanwhile; `me.sp` is where the next
+    // switch to us (another request, or a real switch) reads ours. The
+    // requester restores CURRENT and both states itself.
+    unsafe { arch::switch((*me).sp.as_ptr(), requester.sp.get(), 0) }
 }
 
-/// The greenlet that sent `word`, if it is an introspection request.
+/// The greenlet that sent the introspection request `word`.
 ///
 /// # Safety
-/// `word` must be what a pending switch was resumed with.
-#[cfg(feature = "asan")]
-pub(crate) unsafe fn requester_of(word: usize) -> Option<*const Inner> {
+/// `word` must be a tagged request, not yet answered.
+pub(crate) unsafe fn requester_of(word: usize) -> *const Inner {
     // SAFETY: a tagged word points at a live Request on the requester's stack.
-    (word & 1 != 0).then(|| unsafe { (*((word & !1) as *const Request)).requester })
+    unsafe { (*((word & !INTROSPECT) as *const Request)).requester }
 }
 
 /// Aborts the process if dropped, which only happens while unwinding.
@@ -143,15 +115,6 @@ impl Drop for AbortOnUnwind {
     fn drop(&mut self) {
         crate::report("greenlet: capturing a backtrace of a suspended greenlet panicked; aborting");
         std::process::abort();
-    }
-}
-
-/// A slab stack has no guard page: check its canary before leaving it.
-fn check_canary(inner: &Inner) {
-    // SAFETY: only a switch or a death writes the stack slot, and neither is
-    // under way on `inner`, which is running this code.
-    if let Some(stack) = unsafe { &*inner.stack.as_ptr() } {
-        stack.check_canary();
     }
 }
 

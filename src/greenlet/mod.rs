@@ -1,10 +1,32 @@
-//! The greenlet core: greenlet objects and handles, the parent tree,
-//! switching, death, kill on drop, and the per-thread state they share.
+//! The greenlet core: greenlet objects and their handles, the parent tree,
+//! switching, starting and death, kill on drop, tracing, introspection, and
+//! the per-thread state they share.
+//!
+//! | file | holds |
+//! | --- | --- |
+//! | `object.rs` | the greenlet object, its states and counts, release at the last handle |
+//! | `handle.rs` | `Greenlet`, `WeakGreenlet` |
+//! | `builder.rs` | `Builder`: the stack, the closure at its top, the initial frame |
+//! | `switch.rs` | the switch: fast path, slow path, what the resumed side does |
+//! | `entry.rs` | the bottom frame of every greenlet stack, and death |
+//! | `kill.rs` | kill on drop (SPEC S10) |
+//! | `thread.rs` | per-thread state: the running greenlet, main, slow-path flags |
+//! | `trace.rs` | the tracer (SPEC S11) |
+//! | `introspect.rs` | backtraces of suspended greenlets, stack usage |
+//! | `locals.rs` | the per-greenlet table of greenlet-local values |
+//! | `spare.rs` | recycled greenlet objects |
+//! | `value.rs`, `error.rs` | `Value`; `Error` and `GreenletExit` |
 
+pub(crate) mod builder;
+mod entry;
 pub(crate) mod error;
 pub(crate) mod handle;
-pub(crate) mod introspect;
-pub(crate) mod spare;
-pub(crate) mod switching;
+mod introspect;
+mod kill;
+pub(crate) mod locals;
+pub(crate) mod object;
+mod spare;
+mod switch;
 pub(crate) mod thread;
+pub(crate) mod trace;
 pub(crate) mod value;

@@ -1,29 +1,28 @@
 //! A per-thread cache of freed greenlet objects ([`Inner`] allocations), so
-//! that creating and dropping greenlets in a loop costs no `malloc`/`free`
-//! (about an eighth of the instructions of a create + run + die; docs/benchmarks.md).
+//! that creating and dropping greenlets in a loop costs no `malloc`/`free`.
 //!
 //! The cache is small and bounded; what does not fit is freed. Its thread-local
 //! destructor frees what it holds at thread exit, and an object freed after
-//! that goes straight back to the allocator. With the `asan` feature nothing is
-//! cached, so that AddressSanitizer still sees every use after free.
+//! that goes straight back to the allocator. Under AddressSanitizer nothing is
+//! cached, so that ASan still sees every use after free.
 
-#[cfg(not(feature = "asan"))]
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 
-use crate::greenlet::handle::Inner;
+use super::object::Inner;
+use crate::stack::sanitizer;
 
 /// How many freed greenlet objects a thread keeps for reuse.
-#[cfg(not(feature = "asan"))]
 const CAPACITY: usize = 16;
 
-#[cfg(not(feature = "asan"))]
+/// Whether objects are cached at all.
+const CACHING: bool = !sanitizer::ACTIVE;
+
 struct Spare {
     objects: [*mut Inner; CAPACITY],
     len: usize,
 }
 
-#[cfg(not(feature = "asan"))]
 impl Drop for Spare {
     fn drop(&mut self) {
         for &object in &self.objects[..self.len] {
@@ -35,7 +34,6 @@ impl Drop for Spare {
     }
 }
 
-#[cfg(not(feature = "asan"))]
 thread_local! {
     static SPARE: UnsafeCell<Spare> = const {
         UnsafeCell::new(Spare { objects: [std::ptr::null_mut(); CAPACITY], len: 0 })
@@ -43,9 +41,9 @@ thread_local! {
 }
 
 /// Moves `inner` into a cached allocation, or a new one.
+#[inline]
 pub(crate) fn allocate(inner: Inner) -> *mut Inner {
-    #[cfg(not(feature = "asan"))]
-    {
+    if CACHING {
         // SAFETY: the cache is only touched here and in `free`, neither of
         // which calls out while holding the reference.
         let cached = SPARE
@@ -71,14 +69,13 @@ pub(crate) fn allocate(inner: Inner) -> *mut Inner {
 ///
 /// # Safety
 /// `object` must come from [`allocate`] (or `Box::<Inner>::into_raw`), hold a
-/// value, and be unreachable: no handle of either kind is left.
+/// value that owns nothing any more (`object::release` has emptied it), and
+/// be unreachable: no handle of either kind is left.
 pub(crate) unsafe fn free(object: *mut Inner) {
-    // Drop the value first, outside the cache: its fields' destructors may
-    // free other greenlet objects.
-    // SAFETY: per the contract the value is live and nothing else refers to it.
+    // SAFETY: per the contract the value is live and nothing else refers to
+    // it; emptied, so dropping it runs no other code.
     unsafe { object.drop_in_place() };
-    #[cfg(not(feature = "asan"))]
-    {
+    if CACHING {
         // SAFETY: as in `allocate`.
         let kept = SPARE
             .try_with(|spare| unsafe {

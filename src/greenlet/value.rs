@@ -143,7 +143,10 @@ impl Value {
     /// ```
     #[inline]
     pub fn is<T: 'static>(&self) -> bool {
-        (self.vtable.type_id)() == TypeId::of::<T>()
+        // The vtable's address is usually the same for the same type, which
+        // makes the common check one comparison; it is not guaranteed (one
+        // copy per codegen unit may exist), so the type id decides otherwise.
+        std::ptr::eq(self.vtable, &Ops::<T>::VTABLE) || (self.vtable.type_id)() == TypeId::of::<T>()
     }
 
     /// Takes the stored value out if it is a `T`; otherwise gives `self` back.

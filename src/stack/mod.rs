@@ -40,7 +40,6 @@ use std::io;
 use memmap2::{MmapMut, MmapOptions};
 
 pub(crate) mod overflow;
-#[cfg(feature = "asan")]
 pub(crate) mod sanitizer;
 pub(crate) mod slab;
 pub(crate) mod valgrind;
@@ -498,20 +497,30 @@ pub fn take(requested: usize) -> io::Result<Stack> {
 /// assert_eq!(stack::pooled(), 1); // kept for the next stack of that size
 /// ```
 pub fn release(stack: Stack) {
+    // A stack not kept is dropped (unmapped) here.
+    let _ = pool(stack);
+}
+
+/// Puts a stack that no frame lives on any more into this thread's pool, or
+/// gives it back when the pool is full (or the thread is shutting down). It
+/// never unmaps anything, so a dying greenlet can give back the stack it is
+/// still running on, as long as nothing else runs before it leaves.
+pub(crate) fn pool(stack: Stack) -> Result<(), Stack> {
     if stack.kind() == StackKind::Slab {
-        return drop(stack); // Memory::Slab's slot returns itself to the slab
+        drop(stack); // Memory::Slab's slot returns itself to the slab's free list
+        return Ok(());
     }
-    let rejected = POOL.try_with(|pool| {
+    let mut stack = Some(stack);
+    let _ = POOL.try_with(|pool| {
         let mut pool = pool.borrow_mut();
         if pool.len() < POOL_CAPACITY {
-            pool.push(stack);
-            None
-        } else {
-            Some(stack)
+            pool.extend(stack.take());
         }
     });
-    // Either way the stack not kept is dropped (unmapped) here.
-    drop(rejected);
+    match stack {
+        None => Ok(()),
+        Some(stack) => Err(stack),
+    }
 }
 
 /// Number of stacks in this thread's pool (for tests and introspection).

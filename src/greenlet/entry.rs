@@ -1,0 +1,139 @@
+//! The bottom of every greenlet stack: [`entry`] runs the greenlet's closure
+//! inside `catch_unwind`, and [`die`] hands the outcome to the parent with the
+//! greenlet's last switch.
+//!
+//! The closure does not live in a box: `Builder::spawn` moves it to the top of
+//! the greenlet's own stack, and `entry` is monomorphised for its type, so
+//! starting a greenlet allocates nothing and calls the closure directly.
+
+use std::mem::MaybeUninit;
+use std::panic::{self, AssertUnwindSafe};
+
+use super::object::{first_live, Inner, State};
+use super::switch::{death_by_panic, leave, resumed_message, Message, Record, SLOW};
+use super::thread;
+use crate::stack::{self, sanitizer::FakeStack};
+use crate::Value;
+
+/// The first Rust frame on every greenlet stack, called by the trampoline
+/// with the word of the first switch into the greenlet and the address of its
+/// closure (a `F` at the top of its stack).
+///
+/// # Safety
+/// Only the trampoline calls this, through the initial frame `Builder::spawn`
+/// made for a closure of type `F`.
+pub(crate) unsafe extern "C" fn entry<F, R>(word: usize, closure: usize) -> !
+where
+    F: FnOnce(Value) -> R + 'static,
+    R: 'static,
+{
+    let me = thread::current_unchecked();
+    let mut fake = FakeStack::fresh();
+    let message = if word & (SLOW | super::switch::INTROSPECT) == 0 {
+        // SAFETY: an untagged word from the switch that started us.
+        Message::Value(unsafe { Record::take_value(word) })
+    } else {
+        // SAFETY: the word of the switch that started us, not read before.
+        unsafe { resumed_message(word, &mut fake) }
+    };
+    // SAFETY: the running greenlet is live. Started: the closure is ours now.
+    unsafe { (*me).closure.set(None) };
+    // SAFETY: spawn moved an F to `closure`, for this call to take once; the
+    // slot was cleared above, so nothing else drops it.
+    let run = unsafe { (closure as *mut F).read() };
+    let outcome = match message {
+        Message::Value(arg) => match panic::catch_unwind(AssertUnwindSafe(move || run(arg))) {
+            Ok(result) => Message::Value(Value::new(result)),
+            Err(payload) => death_by_panic(payload),
+        },
+        // Thrown into before it started: `run` is never called (SPEC S7).
+        Message::Throw(payload) => {
+            drop_quietly(run);
+            death_by_panic(payload)
+        }
+    };
+    // Greenlet-local values die with the greenlet, on its own stack.
+    // SAFETY: as above.
+    quietly(|| unsafe { (*me).locals.clear() });
+    // SAFETY: `me` is the running greenlet, and nothing with a destructor is
+    // left on this stack.
+    unsafe { die(me, outcome) }
+}
+
+thread_local! {
+    /// Where a dying greenlet leaves its last [`Record`]. Not on the dying
+    /// stack: under AddressSanitizer the frame holding it would sit on the
+    /// greenlet's fake stack, which ASan frees at this very switch, and the
+    /// resumed side would read freed memory. One slot per thread suffices:
+    /// the resumed side reads the record before anything else can run. A
+    /// `const`-initialised `MaybeUninit` has no destructor, so the slot stays
+    /// usable while thread-local destructors run.
+    static LAST_RECORD: std::cell::UnsafeCell<MaybeUninit<Record>> =
+        const { std::cell::UnsafeCell::new(MaybeUninit::uninit()) };
+}
+
+/// Marks `me` dead and leaves its stack for good, handing `outcome` to the
+/// first live ancestor. The resumed side recycles the stack.
+///
+/// # Safety
+/// `me` must be the running greenlet and this must be the last thing its
+/// stack does: no live value with a destructor may remain on it.
+unsafe fn die(me: *const Inner, outcome: Message) -> ! {
+    // SAFETY: the running greenlet is live.
+    let inner = unsafe { &*me };
+    inner.state.set(State::Dead);
+    let parent = inner
+        .parent_ptr()
+        .expect("greenlet invariant: only main has no parent");
+    // SAFETY: the parent link keeps the parent live.
+    let parent = unsafe { first_live(parent) };
+    let slot = LAST_RECORD.with(|slot| slot.get().cast::<Record>());
+    // The common death hands over a plain value, like any fast switch, after
+    // giving the stack back to the pool itself: nothing can take it from the
+    // pool before this greenlet has left it, and pooling unmaps nothing.
+    // Anything else (a panic, a tracer, no handle left to this greenlet, a
+    // full pool) goes the slow way, and the resumed side recycles the stack.
+    let (record, tag) = match outcome {
+        Message::Value(value) if thread::slow_flags() == 0 && inner.strong.get() != 0 => {
+            match inner.stack.take().map(stack::pool) {
+                Some(Ok(())) | None => (Record::fast(value), 0),
+                Some(Err(stack)) => {
+                    inner.stack.set(Some(stack));
+                    (Record::slow(Message::Value(value), me, true), SLOW)
+                }
+            }
+        }
+        outcome => (Record::slow(outcome, me, true), SLOW),
+    };
+    // SAFETY: the slot is this thread's, and free: the previous death's
+    // record was read by its resumed side before anything could run.
+    // MaybeUninit never drops what it held, so writing over it is fine.
+    unsafe { slot.write(record) };
+    // SAFETY: `me` is marked dead; `parent` is live and, being an ancestor of
+    // the running greenlet, not running, and not dead (first_live). The slot
+    // stays in place for the thread's lifetime. Nothing resumes us again.
+    unsafe { leave(me, parent, slot as usize | tag, None) };
+    unreachable!("greenlet invariant: a dead greenlet is never resumed")
+}
+
+/// Drops a value whose destructor might panic, containing the panic.
+pub(crate) fn drop_quietly<T>(value: T) {
+    quietly(move || drop(value))
+}
+
+/// Runs a cleanup step whose destructors might panic, containing the panic.
+fn quietly(cleanup: impl FnOnce()) {
+    if let Err(mut payload) = panic::catch_unwind(AssertUnwindSafe(cleanup)) {
+        crate::report("greenlet: a destructor panicked while a value was being discarded; that panic is ignored");
+        // That panic's payload may panic when dropped too: drop it (and its
+        // successors) a bounded number of times, then leak what is left
+        // rather than loop for ever.
+        for _ in 0..8 {
+            match panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+                Ok(()) => return,
+                Err(next) => payload = next,
+            }
+        }
+        std::mem::forget(payload);
+    }
+}

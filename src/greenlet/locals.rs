@@ -1,0 +1,78 @@
+//! The per-greenlet table behind greenlet-local storage
+//! (`src/extras/local.rs`): a few `(key, value)` pairs kept in the greenlet
+//! object itself, so a lookup needs no hashing and a greenlet's values die
+//! with it, on its own stack, before its death switch (`entry.rs`).
+
+use std::any::Any;
+use std::cell::UnsafeCell;
+use std::rc::Rc;
+
+use super::thread;
+
+/// `(key, value)` pairs: the key is the address of a `GreenletLocal`.
+type Slots = Vec<(usize, Rc<dyn Any>)>;
+
+/// One greenlet's values, keyed by the address of their `GreenletLocal`.
+pub(crate) struct Locals {
+    /// Never borrowed across a call that could run user code: every method
+    /// below clones, pushes or swaps and returns, and anything it drops is
+    /// dropped after the borrow ends.
+    /// Boxed, so that a greenlet that stores nothing (most) carries one
+    /// null word.
+    slots: UnsafeCell<Option<Box<Slots>>>,
+}
+
+impl Locals {
+    pub(crate) const fn new() -> Locals {
+        Locals {
+            slots: UnsafeCell::new(None),
+        }
+    }
+
+    fn get(&self, key: usize) -> Option<Rc<dyn Any>> {
+        // SAFETY: see `slots`; the clone runs no user code.
+        let slots = unsafe { (*self.slots.get()).as_deref()? };
+        slots
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn insert(&self, key: usize, value: Rc<dyn Any>) -> Option<Rc<dyn Any>> {
+        // SAFETY: see `slots`; the replaced value is returned, not dropped here.
+        let slots = unsafe { (*self.slots.get()).get_or_insert_with(Box::default) };
+        match slots.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, slot)) => Some(std::mem::replace(slot, value)),
+            None => {
+                slots.push((key, value));
+                None
+            }
+        }
+    }
+
+    /// Drops every value (at death, and when a main greenlet is released).
+    #[inline]
+    pub(crate) fn clear(&self) {
+        // SAFETY: see `slots`: the table is moved out, then dropped after the
+        // borrow (its destructors may use greenlet-locals again).
+        let slots = unsafe { (*self.slots.get()).take() };
+        drop(slots);
+    }
+}
+
+/// Runs `f` with the running greenlet's table.
+fn with_current<R>(f: impl FnOnce(&Locals) -> R) -> R {
+    // SAFETY: the running greenlet is live while it runs.
+    f(unsafe { &(*thread::current_ptr()).locals })
+}
+
+/// The running greenlet's value for `key`, if it has one.
+pub(crate) fn get(key: usize) -> Option<Rc<dyn Any>> {
+    with_current(|l| l.get(key))
+}
+
+/// Sets the running greenlet's value for `key`; returns the old one for the
+/// caller to drop.
+pub(crate) fn insert(key: usize, value: Rc<dyn Any>) -> Option<Rc<dyn Any>> {
+    with_current(|l| l.insert(key, value))
+}

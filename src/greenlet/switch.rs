@@ -1,0 +1,363 @@
+//! Moving control between greenlets: the switch, its fast path, and the slow
+//! path that handles everything rare (SPEC §4).
+//!
+//! A switch hands the resumed side one word: the address of a [`Record`] on
+//! the suspended side's stack (which cannot change while it is suspended),
+//! with two tag bits below it (records are word-aligned):
+//!
+//! * no tag: the fast path. The record holds just a [`Value`]; the resumed side
+//!   moves it out and returns it. Nothing else happened.
+//! * [`SLOW`]: the record also says who switched, whether it died, and whether
+//!   the value is a thrown payload. The resumed side does the bookkeeping
+//!   ([`resumed_message`]): recycle a dead origin's stack, call the tracer,
+//!   raise a throw, release or kill an origin nobody holds any more.
+//! * [`INTROSPECT`]: not a switch at all but an introspection request
+//!   (`introspect.rs`), answered on this stack before waiting again.
+//!
+//! The fast path ([`switch_value`]) is taken when a value goes to an unstarted
+//! or suspended greenlet, the thread has no "slow path wanted" flag (no
+//! tracer, no sanitizer, main greenlet made), and the greenlet being left
+//! still has a handle. Each side of the assembly is then a dozen instructions
+//! or so (docs/benchmarks.md counts them).
+//!
+//! Unwinding never crosses the assembly: panics are caught at the bottom of
+//! each greenlet's stack (`entry.rs`), carried across as a thrown payload,
+//! and raised again with `resume_unwind` on the other side (SPEC S5).
+
+use std::any::Any;
+use std::mem::MaybeUninit;
+use std::panic;
+
+use super::handle::Greenlet;
+use super::object::{first_live, Inner, State};
+use super::{entry, introspect, thread, trace};
+use crate::arch;
+use crate::stack::{self, sanitizer, sanitizer::FakeStack};
+use crate::{Event, GreenletExit, Value};
+
+/// Tag: the word is an introspection request, not a switch.
+pub(crate) const INTROSPECT: usize = 1;
+/// Tag: the record carries the slow path's extra fields.
+pub(crate) const SLOW: usize = 2;
+const TAGS: usize = INTROSPECT | SLOW;
+
+/// What a switch carries to the resumed side.
+pub(crate) enum Message {
+    /// Returned from the pending call (or passed to `run`).
+    Value(Value),
+    /// Raised from the pending call with `resume_unwind`.
+    Throw(Box<dyn Any + Send>),
+}
+
+impl Message {
+    fn event(&self) -> Event {
+        match self {
+            Message::Value(_) => Event::Switch,
+            Message::Throw(_) => Event::Throw,
+        }
+    }
+}
+
+/// Lives on the stack of the side being suspended (or, for a death, in a
+/// per-thread slot), for the resumed side to read exactly once.
+pub(crate) struct Record {
+    /// The value: the fast path writes only this.
+    value: MaybeUninit<Value>,
+    /// Written by the slow path only (the [`SLOW`] tag says so).
+    extra: MaybeUninit<Extra>,
+}
+
+struct Extra {
+    /// A thrown payload instead of `value`.
+    payload: Option<Box<dyn Any + Send>>,
+    /// The greenlet that switched.
+    origin: *const Inner,
+    /// The origin has just died: its stack can go back to the pool.
+    died: bool,
+}
+
+// Two tag bits must fit below a record's address.
+const _: () = assert!(std::mem::align_of::<Record>() >= 4);
+
+impl Record {
+    #[inline(always)]
+    pub(crate) fn fast(value: Value) -> Record {
+        Record {
+            value: MaybeUninit::new(value),
+            extra: MaybeUninit::uninit(),
+        }
+    }
+
+    pub(crate) fn slow(message: Message, origin: *const Inner, died: bool) -> Record {
+        let (value, payload) = match message {
+            Message::Value(v) => (MaybeUninit::new(v), None),
+            Message::Throw(p) => (MaybeUninit::uninit(), Some(p)),
+        };
+        Record {
+            value,
+            extra: MaybeUninit::new(Extra {
+                payload,
+                origin,
+                died,
+            }),
+        }
+    }
+
+    /// Moves the value out of a fast-path record.
+    ///
+    /// # Safety
+    /// `word` must be an untagged transfer word not read before.
+    #[inline(always)]
+    pub(crate) unsafe fn take_value(word: usize) -> Value {
+        // SAFETY: an untagged word is the address of a fast-path record, whose
+        // value is initialised; it is moved out exactly once (the record is
+        // never dropped: its fields are MaybeUninit).
+        unsafe { (*(word as *const Record)).value.assume_init_read() }
+    }
+}
+
+/// Switches to (the first live ancestor of) `target` with `value`, and
+/// returns what is later switched back to the caller (SPEC S1).
+///
+/// Always inlined, so that the assembly switch is called from the frame of
+/// the code that called `switch`. The switch enters the resumed side with a
+/// `jmp`, which leaves the CPU's return-address predictor one entry out of
+/// step; a `ret` out of a frame that was suspended across the switch would
+/// then be mispredicted, every time. With the switch inlined, the frames
+/// around it are the user's own, which usually switch again before they
+/// return. Everything rare goes out of line.
+#[inline(always)]
+pub(crate) fn switch_value(target: *const Inner, value: Value) -> Value {
+    // SAFETY: the caller holds a handle to `target`.
+    let tgt = unsafe { &*target };
+    if thread::slow_flags() == 0 && tgt.state.get().resumable() {
+        // SAFETY: without the NO_MAIN flag CURRENT is set, and it is live
+        // (nothing frees a running greenlet).
+        let cur = unsafe { &*thread::current_unchecked() };
+        // A greenlet left without a handle must be released or killed by the
+        // side it switches to: the slow path does that.
+        if cur.strong.get() != 0 {
+            let record = Record::fast(value);
+            cur.state.set(State::Suspended);
+            tgt.state.set(State::Running);
+            thread::set_current(target);
+            // SAFETY: `cur` is running and `cur.sp` is where whoever resumes
+            // it reads its stack pointer; `tgt.sp` is the frame `tgt` saved
+            // when it was suspended, or its initial frame (it is resumable,
+            // so not running, not dead). The record stays on this frame while
+            // we are suspended, and nothing here unwinds.
+            let word = unsafe {
+                arch::switch(cur.sp.as_ptr(), tgt.sp.get(), &record as *const _ as usize)
+            };
+            if word & TAGS == 0 {
+                // SAFETY: an untagged word from whoever resumed us.
+                return unsafe { Record::take_value(word) };
+            }
+            // SAFETY: the word our pending switch was resumed with.
+            return deliver(unsafe { resumed_message(word, &mut FakeStack::fresh()) });
+        }
+    }
+    switch_slow(target, Message::Value(value))
+}
+
+/// The slow path of a switch or throw: every case the fast path leaves out.
+#[cold]
+#[inline(never)]
+pub(crate) fn switch_slow(target: *const Inner, mut message: Message) -> Value {
+    let current = thread::current_ptr();
+    // SAFETY: the caller holds a handle to `target`.
+    let live = if unsafe { (*target).state.get() } == State::Dead {
+        redirect_from_dead(target, &mut message)
+    } else {
+        target
+    };
+    if live == current {
+        return deliver(trace_self(current, message));
+    }
+    let mut fake = FakeStack::fresh();
+    let record = Record::slow(message, current, false);
+    // SAFETY: `current` is running and `live` is resumable: not dead
+    // (first_live), not running (only `current` runs).
+    unsafe { (*current).state.set(State::Suspended) };
+    // SAFETY: as above; the record stays on this frame while we are suspended.
+    let word = unsafe {
+        leave(
+            current,
+            live,
+            &record as *const _ as usize | SLOW,
+            Some(&mut fake),
+        )
+    };
+    // SAFETY: the word our pending switch was resumed with.
+    deliver(unsafe { resumed_message(word, &mut fake) })
+}
+
+/// The last steps of a slow switch or a death: tells the sanitizer, makes
+/// `target` the running greenlet and switches to it. Returns the word we are
+/// resumed with (never, for a death).
+///
+/// # Safety
+/// `current` must be the running greenlet, already marked suspended or dead,
+/// and `target` a resumable greenlet of this thread; `word` must stay valid
+/// until the resumed side has read it.
+pub(crate) unsafe fn leave(
+    current: *const Inner,
+    target: *const Inner,
+    word: usize,
+    fake: Option<&mut FakeStack>,
+) -> usize {
+    // SAFETY: both are live per the contract.
+    let (cur, tgt) = unsafe { (&*current, &*target) };
+    sanitizer::start_switch(fake, tgt.stack_bounds());
+    tgt.state.set(State::Running);
+    thread::set_current(target);
+    // SAFETY: per the contract; see switch_value.
+    unsafe { arch::switch(cur.sp.as_ptr(), tgt.sp.get(), word) }
+}
+
+/// A switch or throw into a dead greenlet goes to its first live ancestor
+/// (SPEC S4). A throw is handled as the dead greenlet's death would be (as in
+/// Python's greenlet): GreenletExit becomes a plain return value (SPEC S6)
+/// and anything else is raised in that ancestor.
+fn redirect_from_dead(target: *const Inner, message: &mut Message) -> *const Inner {
+    if let Message::Throw(_) = message {
+        let Message::Throw(payload) = std::mem::replace(message, Message::Value(Value::new(())))
+        else {
+            unreachable!()
+        };
+        *message = death_by_panic(payload);
+    }
+    // SAFETY: the caller holds a handle to `target`.
+    unsafe { first_live(target) }
+}
+
+/// What the parent receives from a greenlet killed by `payload` (SPEC S5, S6).
+pub(crate) fn death_by_panic(payload: Box<dyn Any + Send>) -> Message {
+    match payload.downcast::<GreenletExit>() {
+        Ok(exit) => Message::Value(Value::new(*exit)),
+        Err(payload) => Message::Throw(payload),
+    }
+}
+
+/// The resumed side's bookkeeping for a tagged word: tells the sanitizer,
+/// answers introspection requests, then takes the message from whoever
+/// resumed us, recycles a dead origin's stack, runs the tracer, and releases
+/// the origin last (dropping it can kill it, SPEC S10, which switches again).
+///
+/// # Safety
+/// `word` must be what the pending switch of the running greenlet (which
+/// suspended with `fake`, or is starting) was resumed with, not read before.
+#[cold]
+#[inline(never)]
+pub(crate) unsafe fn resumed_message(mut word: usize, fake: &mut FakeStack) -> Message {
+    loop {
+        if sanitizer::ACTIVE {
+            // SAFETY: forwarded: an unread word, request or slow record.
+            let origin = unsafe { origin_of(word) };
+            // SAFETY: the origin is live (it just switched here).
+            sanitizer::finish_switch(fake, unsafe { (*origin).stack_bounds() }.is_none());
+        }
+        if word & INTROSPECT == 0 {
+            break;
+        }
+        // SAFETY: forwarded; the running greenlet is the one asked.
+        word = unsafe { introspect::answer(word, thread::current_unchecked(), fake) };
+    }
+    if word & SLOW == 0 {
+        // SAFETY: an untagged word.
+        return Message::Value(unsafe { Record::take_value(word) });
+    }
+    let record = (word & !TAGS) as *const Record;
+    // SAFETY: a SLOW record has its extra fields, and its value unless it is
+    // a throw; each is read exactly once.
+    let (message, origin, died) = unsafe {
+        let Extra {
+            payload,
+            origin,
+            died,
+        } = (*record).extra.assume_init_read();
+        let message = match payload {
+            Some(p) => Message::Throw(p),
+            None => Message::Value((*record).value.assume_init_read()),
+        };
+        (message, origin, died)
+    };
+    // A strong handle for the tracer, and to release the origin afterwards if
+    // no one else holds it.
+    // SAFETY: the origin is live: nothing has run since it switched here.
+    let origin = unsafe { Greenlet::from_raw_clone(origin) };
+    if died {
+        // Nothing runs on a dead greenlet's stack any more: recycle it now
+        // rather than when its last handle drops (SPEC S2).
+        if let Some(dead_stack) = origin.inner().stack.take() {
+            stack::release(dead_stack);
+        }
+    }
+    let message = if thread::tracing() {
+        match trace::call(message.event(), &origin) {
+            Ok(()) => message,
+            Err(payload) => {
+                drop_message(message);
+                Message::Throw(payload)
+            }
+        }
+    } else {
+        message
+    };
+    drop(origin);
+    message
+}
+
+/// The greenlet that sent `word`: the requester of an introspection request
+/// or the origin of a slow record (the only words the sanitizer sees).
+///
+/// # Safety
+/// `word` must be what a pending switch was resumed with, not yet acted on.
+unsafe fn origin_of(word: usize) -> *const Inner {
+    if word & INTROSPECT != 0 {
+        // SAFETY: forwarded.
+        return unsafe { introspect::requester_of(word) };
+    }
+    debug_assert!(word & SLOW != 0, "with the sanitizer every switch is slow");
+    // SAFETY: a slow record has its extra fields.
+    unsafe {
+        (*((word & !TAGS) as *const Record))
+            .extra
+            .assume_init_ref()
+            .origin
+    }
+}
+
+/// Raises or returns a message on the side that received it.
+#[inline]
+fn deliver(message: Message) -> Value {
+    match message {
+        Message::Value(v) => v,
+        Message::Throw(payload) => panic::resume_unwind(payload),
+    }
+}
+
+/// A switch or throw into the current greenlet: traced, then handed straight
+/// back (SPEC S1, S7, S11).
+fn trace_self(current: *const Inner, message: Message) -> Message {
+    if !thread::tracing() {
+        return message;
+    }
+    // SAFETY: current is running, so live; the handle's count is ours.
+    let origin = unsafe { Greenlet::from_raw_clone(current) };
+    match trace::call(message.event(), &origin) {
+        Ok(()) => message,
+        Err(payload) => {
+            drop_message(message);
+            Message::Throw(payload)
+        }
+    }
+}
+
+/// Drops a message, containing any panic raised by its destructor.
+fn drop_message(message: Message) {
+    match message {
+        Message::Value(v) => entry::drop_quietly(v),
+        Message::Throw(p) => entry::drop_quietly(p),
+    }
+}

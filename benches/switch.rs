@@ -11,7 +11,10 @@
 //! | 3-greenlet ring | a -> b -> c -> a | — | — |
 //! | floor: asm switch only | two bare switches, no Rust layer | — | — |
 //!
-//! Run: `cargo bench --bench switch` (figures in docs/benchmarks.md).
+//! Run: `cargo bench --bench switch` (figures in docs/benchmarks.md), and
+//! `cargo bench --bench switch --features fp-control -- round_trip` for the
+//! `fp-control` build's round trips beside the same peers;
+//! `scripts/bench.sh` runs both and prints the ratio table.
 
 use std::hint::black_box;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -32,8 +35,16 @@ fn echo_greenlet() -> Greenlet {
     g
 }
 
+/// The round-trip group's name: the `fp-control` build is measured in a run
+/// of its own, beside its own peers, under a name of its own.
+const ROUND_TRIP: &str = if cfg!(feature = "fp-control") {
+    "round_trip_fp_control"
+} else {
+    "round_trip"
+};
+
 fn round_trips(c: &mut Criterion) {
-    let mut group = c.benchmark_group("round_trip");
+    let mut group = c.benchmark_group(ROUND_TRIP);
 
     let g = echo_greenlet();
     group.bench_function(BenchmarkId::new("greenlet", "unit"), |b| {

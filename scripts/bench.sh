@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs every benchmark of docs/benchmarks.md in one go, on one machine:
-# criterion benches against corosensei and context, the memory table, and
-# Python greenlet's equivalents when Python with greenlet is available.
+# Runs every timed benchmark of docs/benchmarks.md in one go, on one machine,
+# and prints the table the doc carries: criterion means for greenlet and its
+# peers in the same process (corosensei, context), their ratios, the
+# fp-control build's round trips beside the same peers, the memory table, and
+# Python greenlet's equivalents when `python3 -c 'import greenlet'` works.
 #
-#   scripts/bench.sh            default criterion settings
+#   scripts/bench.sh            default criterion settings (about 6 minutes)
 #   QUICK=1 scripts/bench.sh    shorter warm-up and measurement (noisier)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,24 +15,66 @@ args=()
 
 echo "== machine"
 grep -m1 "model name" /proc/cpuinfo || true
-echo "cores: $(nproc)   load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "cores: $(nproc)   load: $(cut -d' ' -f1-3 /proc/loadavg)   $(uname -sr)"
 rustc --version
 
-echo "== cargo bench --bench switch"
-cargo bench --bench switch -- "${args[@]}" >/dev/null
+rm -rf target/criterion
+echo "== cargo bench --bench switch" >&2
+cargo bench --bench switch -- "${args[@]}" >/dev/null 2>&1
+echo "== cargo bench --bench switch --features fp-control -- round_trip" >&2
+cargo bench --bench switch --features fp-control -- round_trip_fp_control "${args[@]}" >/dev/null 2>&1
 
-echo "== criterion means (ns)"
-for f in $(find target/criterion -path '*/new/estimates.json' | sort); do
-  name=${f#target/criterion/}; name=${name%/new/estimates.json}
-  python3 -c "import json,sys; print(f\"{sys.argv[1]:<45} {json.load(open(sys.argv[2]))['mean']['point_estimate']:>10.2f}\")" "$name" "$f"
-done
+py=""
+if python3 -c 'import greenlet' 2>/dev/null; then
+  py=$(python3 scripts/bench_greenlet.py)
+fi
 
+python3 - "$py" <<'PY'
+import json, pathlib, sys
+root = pathlib.Path("target/criterion")
+def mean(group, fn, param=None):
+    path = root / group / fn / (param or "") / "new" / "estimates.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())["mean"]["point_estimate"]
+python = {}
+for line in sys.argv[1].splitlines():
+    name, _, value = line.partition(":")
+    if value.strip().endswith("ns"):
+        python[name.strip()] = float(value.strip()[:-2])
+
+def fmt(ns):
+    if ns is None:
+        return "–"
+    return f"{ns:,.1f}".replace(",", " ") if ns < 1000 else f"{ns/1000:,.2f} µs"
+def ratio(a, b):
+    return "–" if a is None or b is None else f"{a/b:.2f}×"
+
+rows = [
+    ("round trip, unit value", mean("round_trip", "greenlet", "unit"), mean("round_trip", "corosensei", "unit"), mean("round_trip", "context", "unit"), None),
+    ("round trip, u64", mean("round_trip", "greenlet", "u64"), mean("round_trip", "corosensei", "u64"), mean("round_trip", "context", "u64"), python.get("round_trip")),
+    ("round trip, u64, `fp-control` build", mean("round_trip_fp_control", "greenlet", "u64"), mean("round_trip_fp_control", "corosensei", "u64"), mean("round_trip_fp_control", "context", "u64"), None),
+    ("create + run + die, pooled / reused stack", mean("create_run_die", "greenlet", "pooled"), mean("create_run_die", "corosensei", "reused"), None, python.get("create_run_die")),
+    ("create + run + die, fresh stack", mean("create_run_die", "greenlet", "fresh"), mean("create_run_die", "corosensei", "fresh"), None, None),
+    ("throw round trip (panic caught inside)", mean("throw_and_kill", "greenlet", "throw_round_trip"), None, None, python.get("throw_round_trip")),
+    ("kill on drop (suspended, unwound)", mean("throw_and_kill", "greenlet", "kill_on_drop"), mean("throw_and_kill", "corosensei", "kill_on_drop"), None, python.get("kill_on_drop")),
+    ("3-greenlet ring, one lap (4 switches)", mean("ring", "greenlet_3_lap"), None, None, python.get("ring")),
+    ("*floor:* the bare asm switch, round trip", mean("round_trip", "asm_switch_only", "unit"), mean("round_trip", "corosensei", "unit"), None, None),
+    ("*floor:* bare asm, `fp-control` build", mean("round_trip_fp_control", "asm_switch_only", "unit"), mean("round_trip_fp_control", "corosensei", "unit"), mean("round_trip_fp_control", "context", "unit"), None),
+]
+print()
+print("| benchmark | greenlet | corosensei | context | Python greenlet | greenlet ÷ corosensei | greenlet ÷ context | Python ÷ greenlet |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for name, g, c, x, p in rows:
+    print(f"| {name} | {fmt(g)} | {fmt(c)} | {fmt(x)} | {fmt(p)} | {ratio(g, c)} | {ratio(g, x)} | {ratio(p, g)} |")
+bare = mean("round_trip", "asm_switch_only", "unit")
+for label, key in (("unit", "unit"), ("u64", "u64")):
+    g = mean("round_trip", "greenlet", key)
+    if g and bare:
+        print(f"\nRust layer: the {label} round trip is {g/bare:.2f}× the bare asm round trip.", end="")
+print("\n\nTimes are criterion means in ns (µs where marked); ratios come from the same run.")
+PY
+
+echo
 echo "== cargo bench --bench memory"
 cargo bench --bench memory 2>/dev/null | grep -v '^$'
-
-if python3 -c 'import greenlet' 2>/dev/null; then
-  echo "== python greenlet"
-  python3 scripts/bench_greenlet.py
-else
-  echo "== python greenlet: not installed (pip install greenlet), skipped"
-fi

@@ -130,7 +130,9 @@ impl Builder {
         };
         let size = self.stack_size.unwrap_or(default_size);
         let stack = stack::take_kind(size, self.stack_kind)?;
-        sanitizer::stack_reused(stack.bottom(), stack.usable_size());
+        if sanitizer::ACTIVE {
+            sanitizer::stack_reused(stack.bottom(), stack.usable_size());
+        }
         let parent = self.parent.unwrap_or_else(Greenlet::current);
         // The closure at the top, aligned for its type; the frame below it.
         let top = stack.top() as usize;
@@ -148,7 +150,9 @@ impl Builder {
             at: at as *mut u8,
             drop: drop_closure::<G>,
         };
-        let inner = spare::allocate(Inner::unstarted(parent, stack, closure));
+        let inner = spare::slot();
+        // SAFETY: a fresh slot with Inner's layout, written once, in place.
+        unsafe { inner.write(Inner::unstarted(parent, stack, closure)) };
         // SAFETY: `frame_top` is 16-aligned, below the closure, with far more
         // than INITIAL_FRAME_MAX_BYTES of the same stack beneath it.
         let sp = unsafe { arch::init_stack(frame_top as *mut u8, entry::entry::<G, R>, at) };

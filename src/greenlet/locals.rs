@@ -50,6 +50,12 @@ impl Locals {
         }
     }
 
+    /// Holds no value?
+    pub(crate) fn is_empty(&self) -> bool {
+        // SAFETY: see `slots`; a plain read of the option.
+        unsafe { (*self.slots.get()).is_none() }
+    }
+
     /// Drops every value (at death, and when a main greenlet is released).
     #[inline]
     pub(crate) fn clear(&self) {

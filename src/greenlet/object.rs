@@ -96,7 +96,9 @@ impl Inner {
     /// A main greenlet for the calling thread, running, with strong count 1
     /// (the thread's guard's).
     pub(crate) fn new_main() -> *const Inner {
-        Box::into_raw(Box::new(Inner {
+        let object = spare::slot();
+        // SAFETY: a fresh slot with Inner's layout, written once.
+        unsafe { object.write(Inner {
             sp: Cell::new(ptr::null_mut()),
             strong: Cell::new(1),
             state: Cell::new(State::Running),
@@ -108,7 +110,8 @@ impl Inner {
             stack: Cell::new(None),
             closure: Cell::new(None),
             locals: Locals::new(),
-        }))
+        }) };
+        object
     }
 
     #[inline]
@@ -152,6 +155,14 @@ impl Inner {
             this = p;
         }
         this
+    }
+
+    /// Does the object hold nothing that needs dropping (what [`release`]
+    /// leaves)?
+    pub(crate) fn owns_nothing(&self) -> bool {
+        // SAFETY: plain reads of Option discriminants, as in parent_ptr.
+        let links = unsafe { (*self.parent.as_ptr()).is_none() && (*self.stack.as_ptr()).is_none() };
+        links && self.locals.is_empty()
     }
 
     /// May this object's allocation be freed once no weak handle is left?

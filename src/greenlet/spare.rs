@@ -40,59 +40,54 @@ thread_local! {
     };
 }
 
-/// Moves `inner` into a cached allocation, or a new one.
+/// A cached allocation for a greenlet object, or a new one: uninitialised
+/// memory with `Inner`'s layout, for the caller to write (in place, so that
+/// the object is not built on the stack and copied).
 #[inline]
-pub(crate) fn allocate(inner: Inner) -> *mut Inner {
+pub(crate) fn slot() -> *mut Inner {
     if CACHING {
         // SAFETY: the cache is only touched here and in `free`, neither of
         // which calls out while holding the reference.
-        let cached = SPARE
-            .try_with(|spare| unsafe {
-                let spare = &mut *spare.get();
-                spare.len.checked_sub(1).map(|i| {
-                    spare.len = i;
-                    spare.objects[i]
-                })
+        let cached = SPARE.try_with(|spare| unsafe {
+            let spare = &mut *spare.get();
+            spare.len.checked_sub(1).map(|i| {
+                spare.len = i;
+                spare.objects[i]
             })
-            .ok()
-            .flatten();
-        if let Some(object) = cached {
-            // SAFETY: a cached allocation has Inner's layout and holds no value.
-            unsafe { object.write(inner) };
+        });
+        if let Ok(Some(object)) = cached {
             return object;
         }
     }
-    Box::into_raw(Box::new(inner))
+    Box::into_raw(Box::<MaybeUninit<Inner>>::new(MaybeUninit::uninit())).cast()
 }
 
-/// Drops the greenlet object at `object` and keeps or frees its allocation.
+/// Keeps or frees the allocation of the greenlet object at `object`.
 ///
 /// # Safety
-/// `object` must come from [`allocate`] (or `Box::<Inner>::into_raw`), hold a
-/// value that owns nothing any more (`object::release` has emptied it), and
-/// be unreachable: no handle of either kind is left.
+/// `object` must come from [`slot`] (or `Box::<Inner>::into_raw`), hold a
+/// value that owns nothing any more (`object::release` has emptied it, so it
+/// needs no drop), and be unreachable: no handle of either kind is left.
 pub(crate) unsafe fn free(object: *mut Inner) {
-    // SAFETY: per the contract the value is live and nothing else refers to
-    // it; emptied, so dropping it runs no other code.
-    unsafe { object.drop_in_place() };
+    // SAFETY: per the contract.
+    debug_assert!(unsafe { (*object).owns_nothing() });
     if CACHING {
-        // SAFETY: as in `allocate`.
-        let kept = SPARE
-            .try_with(|spare| unsafe {
-                let spare = &mut *spare.get();
-                if spare.len < CAPACITY {
-                    spare.objects[spare.len] = object;
-                    spare.len += 1;
-                    true
-                } else {
-                    false
-                }
-            })
-            .unwrap_or(false);
-        if kept {
+        // SAFETY: as in `slot`.
+        let kept = SPARE.try_with(|spare| unsafe {
+            let spare = &mut *spare.get();
+            if spare.len < CAPACITY {
+                spare.objects[spare.len] = object;
+                spare.len += 1;
+                true
+            } else {
+                false
+            }
+        });
+        if kept == Ok(true) {
             return;
         }
     }
-    // SAFETY: the allocation came from a Box<Inner>; its value is dropped.
+    // SAFETY: the allocation came from a Box with Inner's layout; what it
+    // holds owns nothing, so it is freed without a drop.
     drop(unsafe { Box::from_raw(object.cast::<MaybeUninit<Inner>>()) });
 }

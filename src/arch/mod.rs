@@ -75,6 +75,41 @@ pub(crate) fn switch_fn() -> SwitchFn {
 pub(crate) unsafe fn switch(save_sp: *mut *mut u8, load_sp: *mut u8, transfer: usize) -> usize {
     // SAFETY: the caller upholds the contract above, which is exactly what the
     // assembly needs: a writable save slot and a valid frame to resume.
+    unsafe { call_switch(save_sp, load_sp, transfer) }
+}
+
+/// Calls the switch routine directly, by name. To the compiler an extern
+/// function of another object file may live in a shared library, so a plain
+/// call goes through the GOT (an indirect call); this is the same call with
+/// the same clobbers (`clobber_abi("C")`: the routine keeps exactly the
+/// callee-saved registers), made direct.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn call_switch(save_sp: *mut *mut u8, load_sp: *mut u8, transfer: usize) -> usize {
+    let word: usize;
+    // SAFETY: an ordinary call of the routine with its three arguments in the
+    // argument registers and its result in rax, as its C signature says; the
+    // stack is aligned for a call (no `nostack`), and the routine may read
+    // and write memory (no `nomem`), the transfer word's record included.
+    unsafe {
+        std::arch::asm!(
+            "call {switch}",
+            switch = sym ffi::switch,
+            inout("rdi") save_sp => _,
+            inout("rsi") load_sp => _,
+            inout("rdx") transfer => _,
+            lateout("rax") word,
+            clobber_abi("C"),
+        );
+    }
+    word
+}
+
+/// Other CPUs call the routine as the extern function it is.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+unsafe fn call_switch(save_sp: *mut *mut u8, load_sp: *mut u8, transfer: usize) -> usize {
+    // SAFETY: forwarded from `switch`.
     unsafe { ffi::switch(save_sp, load_sp, transfer) }
 }
 

@@ -20,7 +20,6 @@ use std::backtrace::Backtrace;
 use crate::arch;
 use crate::greenlet::handle::{Inner, State};
 use crate::greenlet::thread;
-use crate::stack::{page_size, Stack};
 
 /// Lives on the requester's stack while the target captures its backtrace.
 struct Request {
@@ -42,7 +41,6 @@ pub(crate) fn backtrace(target: *const Inner) -> Option<Backtrace> {
     // Started and not current: suspended in a switch (every greenlet that is
     // not running waits in `switching::transfer`, main included), where `serve`
     // will see the request.
-    check_canary(cur);
     let mut request = Request {
         requester: current,
         result: None,
@@ -102,7 +100,6 @@ unsafe fn serve_requests(mut word: usize, me: *const Inner) -> usize {
         let guard = AbortOnUnwind;
         let captured = Some(Backtrace::force_capture());
         std::mem::forget(guard);
-        check_canary(inner);
         // SAFETY: the request lives on the requester's stack, which waits for
         // us to switch back; we read and write it before doing so.
         let requester = unsafe {
@@ -146,15 +143,6 @@ impl Drop for AbortOnUnwind {
     }
 }
 
-/// A slab stack has no guard page: check its canary before leaving it.
-fn check_canary(inner: &Inner) {
-    // SAFETY: only a switch or a death writes the stack slot, and neither is
-    // under way on `inner`, which is running this code.
-    if let Some(stack) = unsafe { &*inner.stack.as_ptr() } {
-        stack.check_canary();
-    }
-}
-
 /// How much of a greenlet's stack is in use, for `Debug`.
 pub(crate) struct StackUsage {
     /// Usable bytes of the stack.
@@ -189,31 +177,6 @@ pub(crate) fn stack_usage(inner: &Inner, is_current: bool) -> Option<StackUsage>
     Some(StackUsage {
         size: stack.usable_size(),
         in_use,
-        high_water: deepest_resident(stack),
+        high_water: stack.touched_depth(),
     })
-}
-
-/// Bytes from the top of `stack` down to the start of its lowest resident page.
-fn deepest_resident(stack: &Stack) -> Option<usize> {
-    let page = page_size();
-    let bottom = stack.bottom() as usize; // page-aligned for both kinds
-    let top = stack.top() as usize;
-    let end = (top + page - 1) & !(page - 1);
-    let pages = (end - bottom) / page;
-    let mut resident = vec![0u8; pages];
-    // SAFETY: [bottom, end) lies inside one mapping that holds this stack
-    // (for a slab stack, `end` may reach into the slot above, same mapping);
-    // `resident` has one byte per page. mincore reads page tables only.
-    let rc = unsafe {
-        libc::mincore(
-            bottom as *mut libc::c_void,
-            end - bottom,
-            resident.as_mut_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        return None;
-    }
-    let lowest = resident.iter().position(|&r| r & 1 != 0)?;
-    Some(top - (bottom + lowest * page))
 }

@@ -190,13 +190,6 @@ unsafe fn arm(
     if tgt.state.get() == State::Unstarted {
         tgt.state.set(State::Started);
     }
-    // A slab stack has no guard page: before anything else can run (and
-    // possibly on a neighbour's stack), make sure we did not run off its end.
-    // SAFETY: only a switch or a death writes the stack slot, and neither is
-    // under way on `cur`, which is running this very code.
-    if let Some(stack) = unsafe { &*cur.stack.as_ptr() } {
-        stack.check_canary();
-    }
     // CURRENT's reference moves into `transfer.origin`; CURRENT gets a new one on target.
     // SAFETY: target is live.
     unsafe { Inner::inc_strong(target) };

@@ -100,15 +100,6 @@ pub(crate) fn current_ptr() -> *const Inner {
     }
 }
 
-/// The running greenlet, or null before first use, for the overflow signal
-/// handler: CURRENT is a `const`-initialised `Cell` of a pointer with no
-/// destructor, so this is a single TLS load with no lazy initialisation and no
-/// destructor registration, which makes it async-signal-safe.
-#[inline]
-pub(crate) fn current_for_signal() -> *const Inner {
-    CURRENT.try_with(Cell::get).unwrap_or(ptr::null())
-}
-
 #[cold]
 fn init_main() -> *const Inner {
     let main = Inner::new_main();

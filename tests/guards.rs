@@ -495,3 +495,61 @@ overflow_tests! {
     fallback_recursion_on_a_pooled_stack, forced: Plain at FromThePool;
     fallback_recursion_on_a_freed_stack, forced: Plain at FromTheFreeList;
 }
+
+// ---- running out of mappings on the fallback ------------------------------------
+
+/// With a mapping per stack, spawning refuses with its `io::Error` while
+/// mappings remain for the rest of the program (SPEC §6): afterwards memory
+/// can still be mapped and a panic with `RUST_BACKTRACE=1` reported (with the
+/// last mappings gone to stacks, that panic's allocation failed and the
+/// process hung in std's allocation-error hook).
+#[test]
+fn on_the_fallback_spawning_stops_before_the_last_mappings() {
+    if in_child() {
+        let mut live = Vec::new();
+        let err = loop {
+            match Greenlet::builder()
+                .stack_size(stack::MIN_STACK_SIZE)
+                .spawn(|_| Greenlet::main().switch(()))
+            {
+                Ok(g) => {
+                    g.switch(());
+                    live.push(g);
+                }
+                Err(e) => break e,
+            }
+        };
+        println!("stopped after: {}", live.len());
+        println!("kind: {:?}", err.kind());
+        println!("error: {err}");
+        let panicked = std::panic::catch_unwind(|| Greenlet::new(|_| ()));
+        let big: Vec<Vec<u8>> = (0..32).map(|i| vec![i as u8; 1 << 20]).collect();
+        println!("panic caught: {}", panicked.is_err());
+        println!("allocated: {} MiB", big.len());
+        drop(live); // every one killed, its stack given back
+        let again = Greenlet::new(|_| 5).switch(()).downcast::<i32>().unwrap();
+        println!("made again: {again}");
+        std::process::exit(0);
+    }
+    let out = run_child_with(
+        "on_the_fallback_spawning_stops_before_the_last_mappings",
+        &[("GREENLET_GUARD", "mprotect"), ("RUST_BACKTRACE", "1")],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    let context = format!("stdout: {stdout}\nstderr: {stderr}");
+    assert!(out.status.success(), "{:?}; {context}", out.status);
+    assert_eq!(printed(&stdout, "kind"), "OutOfMemory", "{context}");
+    assert!(
+        printed(&stdout, "error").contains("vm.max_map_count"),
+        "{context}"
+    );
+    let made: usize = printed(&stdout, "stopped after").parse().unwrap();
+    assert!(made > 1000, "{context}");
+    assert_eq!(printed(&stdout, "panic caught"), "true", "{context}");
+    assert_eq!(printed(&stdout, "allocated"), "32 MiB", "{context}");
+    assert_eq!(printed(&stdout, "made again"), "5", "{context}");
+    assert!(
+        stderr.contains("vm.max_map_count"),
+        "the panic names the cause; {context}"
+    );
+}

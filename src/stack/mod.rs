@@ -151,13 +151,14 @@ pub fn page_size() -> usize {
 #[inline]
 pub fn usable_size_for(requested: usize) -> io::Result<usize> {
     let page = page_size();
-    let wanted = requested.max(MIN_STACK_SIZE);
     // Whole pages, and room for the guard page below, within isize::MAX (the
-    // largest mapping there can be).
-    match wanted.checked_add(page - 1) {
-        Some(n) if n <= isize::MAX as usize - page => Ok(n & !(page - 1)),
-        _ => Err(too_large(requested)),
+    // largest mapping there can be): refusing anything above half of that,
+    // far beyond any address space, lets one compare against a constant
+    // cover the rounding and the guard.
+    if requested > isize::MAX as usize / 2 {
+        return Err(too_large(requested));
     }
+    Ok((requested.max(MIN_STACK_SIZE) + page - 1) & !(page - 1))
 }
 
 #[cold]
@@ -204,16 +205,22 @@ pub enum StackKind {
 /// drop(s); // its memory goes back to the system
 /// ```
 pub struct Stack {
-    /// Lowest usable byte, right above the guard. A `NonNull` pointer, which
-    /// also makes the stack `!Send` and `!Sync`.
+    /// Lowest usable byte, right above the guard. A `NonNull` pointer: it also
+    /// makes the stack `!Send` and `!Sync`, and gives `io::Result<Stack>` a
+    /// niche, so that it fits in two registers.
     bottom: NonNull<u8>,
-    usable: usize,
-    /// Valgrind's id for this stack (0 when not running under Valgrind).
-    valgrind_id: u32,
-    /// Regions: a slot of a shared mapping; Mprotect: a mapping of its own.
-    guard: GuardMode,
-    kind: StackKind,
+    /// The usable size (a page multiple, so its low 12 bits are free: pages
+    /// are 4 KiB or larger) with [`MAPPING_OF_ITS_OWN`] and [`SLAB`] in them.
+    meta: usize,
 }
+
+/// Flag in `Stack::meta`: the stack is a mapping of its own with a guard page
+/// (else a slot of a shared mapping with a guard region).
+const MAPPING_OF_ITS_OWN: usize = 1;
+/// Flag in `Stack::meta`: taken as [`StackKind::Slab`].
+const SLAB: usize = 2;
+/// Bits of `Stack::meta` that are not the size.
+const FLAGS: usize = 0xfff;
 
 impl Stack {
     /// A stack of at least `requested` usable bytes (see [`usable_size_for`])
@@ -241,7 +248,7 @@ impl Stack {
     /// ```
     #[inline]
     pub fn top(&self) -> *mut u8 {
-        self.bottom.as_ptr().wrapping_add(self.usable)
+        self.bottom.as_ptr().wrapping_add(self.usable_size())
     }
 
     /// Lowest usable address, right above the guard.
@@ -268,7 +275,7 @@ impl Stack {
     /// ```
     #[inline]
     pub fn usable_size(&self) -> usize {
-        self.usable
+        self.meta & !FLAGS
     }
 
     /// Address range `[start, end)` of the guard right below the stack: one
@@ -289,7 +296,11 @@ impl Stack {
     /// How this stack's guard was made: a guard region in a shared mapping,
     /// or a `PROT_NONE` page of a mapping of its own (see [`guard_mode`]).
     pub fn guard(&self) -> GuardMode {
-        self.guard
+        if self.meta & MAPPING_OF_ITS_OWN != 0 {
+            GuardMode::Mprotect
+        } else {
+            GuardMode::Regions
+        }
     }
 
     /// The kind this stack was taken as.
@@ -300,7 +311,16 @@ impl Stack {
     /// assert_eq!(stack::take_kind(64 << 10, StackKind::Slab).unwrap().kind(), StackKind::Slab);
     /// ```
     pub fn kind(&self) -> StackKind {
-        self.kind
+        if self.meta & SLAB != 0 {
+            StackKind::Slab
+        } else {
+            StackKind::Guarded
+        }
+    }
+
+    #[inline(always)]
+    fn set_kind(&mut self, kind: StackKind) {
+        self.meta = (self.meta & !SLAB) | if kind == StackKind::Slab { SLAB } else { 0 };
     }
 
     /// Bytes from the top down to the start of the lowest resident page: the
@@ -311,19 +331,19 @@ impl Stack {
     /// touched.
     pub(crate) fn touched_depth(&self) -> Option<usize> {
         let page = page_size();
-        let mut resident = vec![0u8; self.usable / page];
+        let usable = self.usable_size();
+        let mut resident = vec![0u8; usable / page];
         // SAFETY: [bottom, top) is page-aligned, mapped, and ours.
         unsafe { unix::resident_pages(self.bottom() as usize, &mut resident) }.ok()?;
         let lowest = resident.iter().position(|&r| r & 1 != 0)?;
-        Some(self.usable - lowest * page)
+        Some(usable - lowest * page)
     }
 
-    /// Takes the stack apart without giving its memory back (its Valgrind
-    /// registration ends): bottom, usable size, guard.
+    /// Takes the stack apart without giving its memory back: bottom, usable
+    /// size, guard.
     pub(crate) fn into_memory(self) -> (usize, usize, GuardMode) {
         let stack = ManuallyDrop::new(self);
-        valgrind::deregister_stack(stack.valgrind_id as usize);
-        (stack.bottom() as usize, stack.usable, stack.guard)
+        (stack.bottom() as usize, stack.usable_size(), stack.guard())
     }
 }
 
@@ -331,8 +351,7 @@ impl Drop for Stack {
     /// Gives the memory back: a shared slot to its free list (memory
     /// discarded, guard kept), a mapping of its own unmapped.
     fn drop(&mut self) {
-        valgrind::deregister_stack(self.valgrind_id as usize);
-        let (bottom, usable, guard) = (self.bottom() as usize, self.usable, self.guard);
+        let (bottom, usable, guard) = (self.bottom() as usize, self.usable_size(), self.guard());
         if thread::with(|t| t.give_back(bottom, usable, guard)).is_none()
             && guard == GuardMode::Mprotect
         {
@@ -351,9 +370,9 @@ impl std::fmt::Debug for Stack {
         f.debug_struct("Stack")
             .field("bottom", &self.bottom())
             .field("top", &self.top())
-            .field("usable_size", &self.usable)
-            .field("guard", &self.guard)
-            .field("kind", &self.kind)
+            .field("usable_size", &self.usable_size())
+            .field("guard", &self.guard())
+            .field("kind", &self.kind())
             .finish()
     }
 }
@@ -395,23 +414,19 @@ pub fn take(requested: usize) -> io::Result<Stack> {
 #[inline]
 pub fn take_kind(requested: usize, kind: StackKind) -> io::Result<Stack> {
     let usable = usable_size_for(requested)?;
-    match thread::with(|t| t.pool.take_top(usable)) {
-        Some(Some(mut stack)) => {
-            stack.kind = kind;
-            Ok(stack)
-        }
-        _ => take_cold(usable, kind),
+    match pool::take_top(usable, kind) {
+        Some(stack) => Ok(stack),
+        None => take_cold(usable, kind),
     }
 }
 
 #[cold]
 #[inline(never)]
 fn take_cold(usable: usize, kind: StackKind) -> io::Result<Stack> {
-    if let Some(Some(mut stack)) = thread::with(|t| t.pool.take_deeper(usable)) {
-        stack.kind = kind;
-        return Ok(stack);
+    match pool::take_deeper(usable, kind) {
+        Some(stack) => Ok(stack),
+        None => make(usable, kind),
     }
-    make(usable, kind)
 }
 
 /// Makes a stack of `usable` bytes (a page multiple), bypassing the pool.
@@ -420,18 +435,21 @@ fn make(usable: usize, kind: StackKind) -> io::Result<Stack> {
     overflow::prepare_thread();
     let (bottom, guard) = match thread::with(|t| t.make(usable)) {
         Some(made) => made?,
-        // Thread teardown: a mapping of its own, unrecorded.
+        // Thread teardown: a mapping of its own, unrecorded (and unknown to
+        // Valgrind, which would lose track of its id).
         None => (single::map(usable, None)?, GuardMode::Mprotect),
     };
-    let valgrind_id = valgrind::register_stack(bottom, bottom + usable);
-    Ok(Stack {
+    let own = if guard == GuardMode::Mprotect {
+        MAPPING_OF_ITS_OWN
+    } else {
+        0
+    };
+    let mut stack = Stack {
         bottom: NonNull::new(bottom as *mut u8).expect("no mapping starts at address 0"),
-        usable,
-        // Valgrind numbers stacks from 1 up; never near 2^32.
-        valgrind_id: valgrind_id as u32,
-        guard,
-        kind,
-    })
+        meta: usable | own,
+    };
+    stack.set_kind(kind);
+    Ok(stack)
 }
 
 /// Gives a stack that no frame lives on any more back to this thread's pool,
@@ -446,8 +464,10 @@ fn make(usable: usize, kind: StackKind) -> io::Result<Stack> {
 /// ```
 #[inline]
 pub fn release(stack: Stack) {
-    // A stack the pool refuses is dropped here, outside `with` (its contract).
-    if let Some(Err(refused)) = thread::with(|t| t.pool.put(stack)) {
+    if let Err(refused) = pool::put(stack) {
         drop(refused);
     }
 }
+
+// Two words, so that a stack moves in registers.
+const _: () = assert!(std::mem::size_of::<Stack>() == 2 * std::mem::size_of::<usize>());

@@ -81,8 +81,9 @@ pub struct StackStats {
 /// As [`guard_mode`](crate::stack::guard_mode).
 pub fn stats() -> StackStats {
     let fallback = guard_fallback();
-    let (pooled, shared, single_mappings) =
-        thread::with(|t| (t.pool.len(), t.shared.stats(), t.singles)).unwrap_or_default();
+    let pooled = crate::stack::pooled();
+    let (shared, single_mappings) =
+        thread::with(|t| (t.shared.stats(), t.singles)).unwrap_or_default();
     StackStats {
         guard_mode: if fallback.is_some() {
             GuardMode::Mprotect

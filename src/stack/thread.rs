@@ -1,23 +1,29 @@
-//! This thread's stack state, in one thread local: the pool in front, the
-//! shared mappings behind it, the one-stack mappings, and the registry the
-//! fault handler reads. One place, so that thread exit tears them down in the
-//! one order that works: pooled stacks first (back to their mappings), then
-//! the shared mappings that hold no live stack, then the registry.
+//! This thread's stack memory, in one thread local: the shared mappings, the
+//! one-stack mappings, Valgrind's ids, and the registry the fault handler
+//! reads. One place, so that thread exit tears them down in the one order
+//! that works: the pool's stacks first (back to their mappings), then the
+//! shared mappings that hold no live stack, then the registry.
+//!
+//! Only the slow paths come here (making a stack, giving its memory back):
+//! the pool in front (src/stack/pool.rs) is a thread local of its own with no
+//! destructor, so taking and releasing pooled stacks tests no TLS state.
 
 use std::cell::UnsafeCell;
+use std::collections::BTreeMap;
 use std::io;
 
 use crate::stack::guard::{self, GuardMode};
-use crate::stack::pool::Pool;
 use crate::stack::registry::Registry;
 use crate::stack::shared::{Failure, Shared};
-use crate::stack::single;
+use crate::stack::{pool, single, valgrind};
 
 pub(crate) struct ThreadStacks {
-    pub(crate) pool: Pool,
     pub(crate) shared: Shared,
     /// One-stack mappings of this thread alive now (pooled ones included).
     pub(crate) singles: usize,
+    /// Valgrind's id of each stack it was told about, by bottom (only ever
+    /// filled under Valgrind, where registering returns a non-zero id).
+    valgrind_ids: BTreeMap<usize, usize>,
     /// Dropped after `shared` (declaration order): the handler may look up
     /// areas until their mappings are gone.
     registry: Registry,
@@ -26,9 +32,9 @@ pub(crate) struct ThreadStacks {
 thread_local! {
     static STACKS: UnsafeCell<ThreadStacks> = const {
         UnsafeCell::new(ThreadStacks {
-            pool: Pool::new(),
             shared: Shared::new(),
             singles: 0,
+            valgrind_ids: BTreeMap::new(),
             registry: Registry::new(),
         })
     };
@@ -37,8 +43,9 @@ thread_local! {
 /// Runs `f` on this thread's stack state; `None` once the thread is tearing
 /// it down (`f` is then dropped uncalled).
 ///
-/// `f` must not reach `with` again, directly or by dropping a [`Stack`]
-/// (crate::stack::Stack): hand stacks out of the closure and drop them after.
+/// `f` must not reach `with` again, directly or by dropping a
+/// [`Stack`](crate::stack::Stack): hand stacks out of the closure and drop
+/// them after.
 #[inline]
 pub(crate) fn with<R>(f: impl FnOnce(&mut ThreadStacks) -> R) -> Option<R> {
     STACKS
@@ -56,6 +63,15 @@ impl ThreadStacks {
     /// with a guard region where those work, else a mapping of its own with a
     /// guard page. Returns its bottom and its guard.
     pub(crate) fn make(&mut self, usable: usize) -> io::Result<(usize, GuardMode)> {
+        let (bottom, guard) = self.map(usable)?;
+        let id = valgrind::register_stack(bottom, bottom + usable);
+        if id != 0 {
+            self.valgrind_ids.insert(bottom, id);
+        }
+        Ok((bottom, guard))
+    }
+
+    fn map(&mut self, usable: usize) -> io::Result<(usize, GuardMode)> {
         if guard::guard_mode() == GuardMode::Regions {
             match self.shared.take(usable, &mut self.registry) {
                 Ok(bottom) => return Ok((bottom, GuardMode::Regions)),
@@ -72,6 +88,9 @@ impl ThreadStacks {
 
     /// Takes back the memory of a stack on which no frame lives any more.
     pub(crate) fn give_back(&mut self, bottom: usize, usable: usize, guard: GuardMode) {
+        if let Some(id) = self.valgrind_ids.remove(&bottom) {
+            valgrind::deregister_stack(id);
+        }
         match guard {
             GuardMode::Regions => self.shared.give_back(bottom, usable),
             GuardMode::Mprotect => {
@@ -85,7 +104,7 @@ impl ThreadStacks {
 
 impl Drop for ThreadStacks {
     fn drop(&mut self) {
-        while let Some(stack) = self.pool.pop() {
+        for stack in pool::drain_and_close() {
             let (bottom, usable, guard) = stack.into_memory();
             self.give_back(bottom, usable, guard);
         }

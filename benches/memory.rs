@@ -1,6 +1,8 @@
-//! Resident memory per live suspended greenlet, guarded and slab stacks, with
-//! corosensei alongside; and the failure mode when memory mappings run out.
-//! Not a timing benchmark: it prints a table (docs/benchmarks.md).
+//! Resident memory and kernel mappings per live suspended greenlet, on both
+//! guard paths (guard regions, and one mapping per stack with a guard page,
+//! forced with `GREENLET_GUARD=mprotect`), with corosensei alongside; and what
+//! happens on the fallback when mappings run out. Not a timing benchmark: it
+//! prints a table (docs/benchmarks.md, docs/scale.md).
 //!
 //! Run: `cargo bench --bench memory`
 
@@ -20,9 +22,10 @@ fn mappings() -> usize {
         .unwrap_or(0)
 }
 
-/// Bytes of resident memory per greenlet with `n` suspended at once.
+/// Bytes of resident memory per greenlet and mappings added, with `n`
+/// suspended at once.
 fn greenlets_per_rss(n: usize, kind: StackKind) -> (f64, usize) {
-    let before = rss();
+    let (before, maps_before) = (rss(), mappings());
     let main = Greenlet::current();
     let live: Vec<Greenlet> = (0..n)
         .map(|i| {
@@ -38,7 +41,7 @@ fn greenlets_per_rss(n: usize, kind: StackKind) -> (f64, usize) {
         })
         .collect();
     let per = (rss() - before) as f64 / n as f64;
-    let maps = mappings();
+    let maps = mappings() - maps_before;
     for g in &live {
         g.switch(()); // finish
     }
@@ -47,8 +50,8 @@ fn greenlets_per_rss(n: usize, kind: StackKind) -> (f64, usize) {
     (per, maps)
 }
 
-fn coroutines_per_rss(n: usize) -> f64 {
-    let before = rss();
+fn coroutines_per_rss(n: usize) -> (f64, usize) {
+    let (before, maps_before) = (rss(), mappings());
     let live: Vec<_> = (0..n)
         .map(|i| {
             let mut co =
@@ -60,16 +63,53 @@ fn coroutines_per_rss(n: usize) -> f64 {
         })
         .collect();
     let per = (rss() - before) as f64 / n as f64;
+    let maps = mappings() - maps_before;
     drop(live);
-    per
+    (per, maps)
+}
+
+/// Spawns 16 KiB guarded greenlets until spawning fails, then checks that the
+/// program can still allocate and unwind a panic (SPEC §6: the last mappings
+/// are left to the rest of the program).
+fn until_out_of_mappings() {
+    let main = Greenlet::current();
+    let mut live = Vec::new();
+    let err = loop {
+        let main = main.clone();
+        match Greenlet::builder()
+            .stack_size(16 << 10)
+            .spawn(move |_| main.switch(()))
+        {
+            Ok(g) => live.push(g),
+            Err(e) => break e,
+        }
+        if live.len() > 1_000_000 {
+            println!("no mapping limit reached after 1,000,000 stacks");
+            return;
+        }
+    };
+    let big: Vec<Vec<u8>> = (0..64).map(|i| vec![i as u8; 1 << 20]).collect();
+    let caught = std::panic::catch_unwind(|| panic!("still room to panic"));
+    println!(
+        "stopped after {} live greenlets ({} mappings): {err}; afterwards 64 MiB of new \
+         allocations and a caught panic ({})",
+        live.len(),
+        mappings(),
+        if caught.is_err() && big.len() == 64 {
+            "ok"
+        } else {
+            "FAILED"
+        }
+    );
 }
 
 /// Runs one measurement in a fresh child process (so no run inherits pages
 /// touched by an earlier one) and returns what it printed.
-fn in_child(what: &str, n: usize) -> String {
+fn in_child(what: &str, n: usize, guard: &str) -> String {
     let exe = std::env::current_exe().expect("current exe");
     let out = std::process::Command::new(exe)
         .args(["--measure", what, &n.to_string()])
+        .env("GREENLET_GUARD", guard)
         .output()
         .expect("run child");
     assert!(
@@ -87,49 +127,34 @@ fn main() {
     }
     if let Some(i) = args.iter().position(|a| a == "--measure") {
         let n: usize = args[i + 2].parse().unwrap();
-        match args[i + 1].as_str() {
-            "guarded" => {
-                let (per, maps) = greenlets_per_rss(n, StackKind::Guarded);
-                println!("{per:.0} B/greenlet ({maps} mappings)");
-            }
-            "slab" => {
-                let (per, maps) = greenlets_per_rss(n, StackKind::Slab);
-                println!("{per:.0} B/greenlet ({maps} mappings)");
-            }
-            _ => println!("{:.0} B/coroutine", coroutines_per_rss(n)),
-        }
+        let (per, maps) = match args[i + 1].as_str() {
+            "default" => greenlets_per_rss(n, StackKind::Guarded),
+            "slab" => greenlets_per_rss(n, StackKind::Slab),
+            "limit" => return until_out_of_mappings(),
+            _ => coroutines_per_rss(n),
+        };
+        println!("{per:.0} B, +{maps} mappings");
         return;
     }
-    println!("| live suspended | greenlet, guarded | greenlet, slab | corosensei (1 MiB default stack) |");
-    println!("| --- | --- | --- | --- |");
+    println!("guard mode here: {:?}", greenlet::stack::guard_mode());
+    println!();
+    println!(
+        "| live suspended | greenlet 1 MiB, guard regions | greenlet 64 KiB slab, guard regions \
+         | greenlet 1 MiB, guard pages | corosensei (1 MiB default stack) |"
+    );
+    println!("| --- | --- | --- | --- | --- |");
     for n in [10_000usize, 30_000] {
-        let cells: Vec<String> = ["guarded", "slab", "corosensei"]
-            .iter()
-            .map(|w| in_child(w, n))
-            .collect();
+        let cells = [
+            in_child("default", n, "auto"),
+            in_child("slab", n, "auto"),
+            in_child("default", n, "mprotect"),
+            in_child("corosensei", n, "auto"),
+        ];
         println!("| {n} | {} |", cells.join(" | "));
     }
-
-    // Out of mappings: guarded stacks cost two mappings each, so spawning
-    // without end must stop with a clear io::Error, not a crash.
-    let main = Greenlet::current();
-    let mut live = Vec::new();
-    let err = loop {
-        let main = main.clone();
-        match Greenlet::builder()
-            .stack_size(16 << 10)
-            .spawn(move |_| main.switch(()))
-        {
-            Ok(g) => live.push(g),
-            Err(e) => break e,
-        }
-        if live.len() > 1_000_000 {
-            println!("no mapping limit reached after 1,000,000 guarded stacks");
-            return;
-        }
-    };
+    println!();
     println!(
-        "\nguarded stacks stop after {} live greenlets: {err}",
-        live.len()
+        "guard pages (GREENLET_GUARD=mprotect): {}",
+        in_child("limit", 0, "mprotect")
     );
 }

@@ -1,9 +1,13 @@
-//! A million live, suspended greenlets in one process, on slab stacks.
+//! A million live, suspended greenlets in one process, made with
+//! `Greenlet::new` and its default 1 MiB stacks.
 //!
-//! Guarded stacks (the default) cost two kernel memory mappings each, and
-//! `vm.max_map_count` (65530 by default) caps a process near 32k of them. Slab
-//! stacks (`StackKind::Slab`) are carved out of 64 MiB chunks, so a million
-//! need a few hundred mappings and cost about a page of memory each.
+//! Where the kernel has guard regions (Linux 6.13 and later), stacks are
+//! carved from 256 MiB shared mappings with a guard region below each, so a
+//! million need about 4,000 kernel mappings, and a stack costs the pages its
+//! frames touch (one, for these). Where it has not (or under qemu-user, or
+//! with `GREENLET_GUARD=mprotect`), each stack is a mapping of its own with a
+//! guard page, two kernel mappings each, and `vm.max_map_count` (65530 by
+//! default) stops creation near 31,000 with a clear error.
 //!
 //! ```text
 //! cargo run --release --example million            # 1,000,000 greenlets
@@ -18,9 +22,14 @@
 //! each finishes, and the results are checked. Last, the cost of a switch
 //! between two hot greenlets.
 //!
-//! `GREENLET_STACK_KIND=guarded` runs the same with guarded stacks, for
-//! comparison (expect it to fail near 32k greenlets: `vm.max_map_count`).
-//! `GREENLET_STACK_SIZE=<bytes>` sets the stack size.
+//! `GREENLET_STACK_KIND=slab` runs the same with slab stacks (64 KiB by
+//! default); `GREENLET_STACK_SIZE=<bytes>` sets the stack size. Without
+//! either, every greenlet is made by plain `Greenlet::new`.
+//!
+//! Besides resident memory (what `/proc/self/statm` counts), the example
+//! prints the page tables the kernel keeps for the process (`VmPTE` of
+//! `/proc/self/status`): memory too, not counted as resident. Stacks 1 MiB
+//! apart need a page-table page (4 KiB, covering 2 MiB) per two greenlets.
 
 use std::time::Instant;
 
@@ -32,54 +41,76 @@ fn main() {
         .or_else(|| std::env::var("GREENLET_COUNT").ok())
         .map(|s| s.parse().expect("the count must be a whole number"))
         .unwrap_or(1_000_000);
-    let stack_size = std::env::var("GREENLET_STACK_SIZE")
-        .ok()
-        .map(|s| {
-            s.parse()
-                .expect("GREENLET_STACK_SIZE must be a number of bytes")
-        })
-        .unwrap_or(stack::DEFAULT_SLAB_STACK_SIZE);
+    let stack_size: Option<usize> = std::env::var("GREENLET_STACK_SIZE").ok().map(|s| {
+        s.parse()
+            .expect("GREENLET_STACK_SIZE must be a number of bytes")
+    });
     let kind = match std::env::var("GREENLET_STACK_KIND").as_deref() {
-        Ok("guarded") => StackKind::Guarded,
-        Ok("slab") | Err(_) => StackKind::Slab,
+        Ok("guarded") | Err(_) => StackKind::Guarded,
+        Ok("slab") => StackKind::Slab,
         Ok(other) => panic!("GREENLET_STACK_KIND must be slab or guarded, not {other:?}"),
     };
+    let plain = kind == StackKind::Guarded && stack_size.is_none();
+    let size_shown = stack_size.unwrap_or(match kind {
+        StackKind::Guarded => stack::DEFAULT_STACK_SIZE,
+        StackKind::Slab => stack::DEFAULT_SLAB_STACK_SIZE,
+    });
 
     let main = Greenlet::main();
+    let mut greenlets = Vec::with_capacity(count);
     let rss_before = resident_bytes();
     let maps_before = mappings();
+    let pte_before = page_table_bytes();
     let started = Instant::now();
-    let mut greenlets = Vec::with_capacity(count);
     for i in 0..count {
-        let g = Greenlet::builder()
-            .stack_kind(kind)
-            .stack_size(stack_size)
-            .spawn(move |_| {
-                // Lives on this greenlet's stack while it is suspended.
-                let mine = [i as u64; 4];
-                Greenlet::main().switch(());
-                let back: u64 = Greenlet::main().switch(()).downcast().unwrap();
-                std::hint::black_box(mine).iter().sum::<u64>() + back
-            })
-            .unwrap_or_else(|e| {
-                // Not a panic: with the process out of mappings, even printing
-                // a panic's backtrace may fail.
+        let run = move |_| {
+            // Lives on this greenlet's stack while it is suspended.
+            let mine = [i as u64; 4];
+            Greenlet::main().switch(());
+            let back: u64 = Greenlet::main().switch(()).downcast().unwrap();
+            std::hint::black_box(mine).iter().sum::<u64>() + back
+        };
+        let g = if plain {
+            Greenlet::new(run)
+        } else {
+            let mut builder = Greenlet::builder().stack_kind(kind);
+            if let Some(bytes) = stack_size {
+                builder = builder.stack_size(bytes);
+            }
+            builder.spawn(run).unwrap_or_else(|e| {
                 eprintln!("greenlet {i} of {count} cannot be created: {e}");
                 std::process::exit(1)
-            });
+            })
+        };
         g.switch(());
         greenlets.push(g);
     }
     let create_time = started.elapsed();
     let rss_alive = resident_bytes();
     let maps_alive = mappings();
+    let pte_alive = page_table_bytes();
     let alive = greenlets.iter().filter(|g| g.is_active()).count();
     assert_eq!(alive, count, "every greenlet is alive and suspended");
     assert!(main.is_current());
 
     let per_greenlet = (rss_alive.saturating_sub(rss_before)) as f64 / count.max(1) as f64;
-    let slabs = stack::slab_stats();
-    println!("{count} live suspended greenlets on {kind:?} stacks of {stack_size} bytes");
+    let stats = stack::stats();
+    let how = if plain {
+        "made by Greenlet::new".to_string()
+    } else {
+        format!("on {kind:?} stacks")
+    };
+    println!("{count} live suspended greenlets {how}, stacks of {size_shown} bytes");
+    match stats.fallback {
+        None => println!(
+            "  guards: {:?} (guard regions in shared mappings)",
+            stats.guard_mode
+        ),
+        Some(why) => println!(
+            "  guards: {:?} (one mapping per stack: {why})",
+            stats.guard_mode
+        ),
+    }
     println!(
         "  created and started in {:.2?} ({:.0} ns each)",
         create_time,
@@ -93,9 +124,16 @@ fn main() {
         per_greenlet / 1024.0
     );
     println!(
-        "  memory mappings: {maps_before} before, {maps_alive} with all alive ({} slab chunks)",
-        slabs.chunks
+        "  memory mappings: {maps_before} before, {maps_alive} with all alive ({} shared, {} of their own)",
+        stats.shared.chunks, stats.single_mappings
     );
+    if let (Some(before), Some(alive)) = (pte_before, pte_alive) {
+        println!(
+            "  page tables (not resident memory): {:.1} MiB more: {:.0} bytes per greenlet",
+            mib(alive.saturating_sub(before)),
+            alive.saturating_sub(before) as f64 / count.max(1) as f64
+        );
+    }
 
     let round = Instant::now();
     for g in &greenlets {
@@ -124,10 +162,10 @@ fn main() {
         resume_time,
         resume_time.as_nanos() as f64 / count.max(1) as f64
     );
-    let slabs = stack::slab_stats();
+    let stats = stack::stats();
     println!(
-        "  slab slots: {} carved, {} free for reuse",
-        slabs.carved, slabs.free
+        "  shared slots: {} carved, {} free for reuse; {} stacks pooled",
+        stats.shared.carved, stats.shared.free, stats.pooled
     );
     drop(greenlets);
 
@@ -160,6 +198,14 @@ fn resident_bytes() -> u64 {
         .and_then(|s| s.parse().ok())
         .expect("resident pages in /proc/self/statm");
     pages * stack::page_size() as u64
+}
+
+/// Page tables of this process (`VmPTE` in /proc/self/status), in bytes.
+fn page_table_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmPTE:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Number of memory mappings of this process, from /proc/self/maps.

@@ -1,7 +1,9 @@
 //! Slab stacks (`StackKind::Slab`) keep the semantics of guarded ones:
 //! switching, death into the parent, panics, throw, kill on drop, reuse of the
-//! stacks of dead greenlets, and a loud stop when a greenlet runs off its
-//! stack (the canary check, seen from a child process).
+//! stacks of dead greenlets. They are the same guarded memory as the default
+//! kind with a smaller default size; running off one is stopped by its guard
+//! (tests/guards.rs runs every overflow scenario, slab stacks among them, and
+//! this file the one the canary used to miss).
 //!
 //! Counts are small so that the file runs quickly under qemu-user too; the
 //! million-greenlet run is `examples/million.rs`.
@@ -12,7 +14,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Output;
 use std::rc::Rc;
 
-use greenlet::{stack, Greenlet, GreenletExit, StackKind};
+use greenlet::stack::{self, GuardMode};
+use greenlet::{Greenlet, GreenletExit, StackKind};
 
 #[path = "support/child.rs"]
 mod child;
@@ -138,8 +141,8 @@ fn switching_between_slab_and_guarded_greenlets() {
 }
 
 #[test]
-fn death_goes_to_the_parent_and_frees_the_slot() {
-    let before = stack::slab_stats();
+fn death_goes_to_the_parent_and_gives_the_stacks_back() {
+    stack::trim_pool();
     let parent = slab(|v| {
         let child = slab(|v| v.downcast::<u32>().unwrap() + 1);
         let r = child.switch(v);
@@ -148,13 +151,8 @@ fn death_goes_to_the_parent_and_frees_the_slot() {
     });
     assert_eq!(parent.switch(20u32).downcast::<u32>().unwrap(), 42);
     assert!(parent.is_dead());
-    let after = stack::slab_stats();
     // Both stacks went back at death, while `parent` still has a handle.
-    assert_eq!(
-        after.free - before.free.min(after.free),
-        after.carved - before.carved,
-        "slots of dead greenlets are free again: {before:?} -> {after:?}"
-    );
+    assert_eq!(stack::pooled(), 2, "the stacks of the dead are pooled");
 }
 
 #[test]
@@ -213,7 +211,7 @@ fn dropping_a_suspended_slab_greenlet_kills_it() {
     }
     let dropped = Rc::new(RefCell::new(false));
     let d = dropped.clone();
-    let free_before = stack::slab_stats().free;
+    stack::trim_pool();
     let g = slab(move |_| {
         let _flag = Flag(d);
         Greenlet::main().switch(());
@@ -226,7 +224,7 @@ fn dropping_a_suspended_slab_greenlet_kills_it() {
         *dropped.borrow(),
         "the destructor on the slab stack did not run"
     );
-    assert!(stack::slab_stats().free > free_before.saturating_sub(1));
+    assert_eq!(stack::pooled(), 1, "the killed greenlet's stack is pooled");
 }
 
 /// Recursion that writes `frame` bytes of data per level, `depth` levels deep,
@@ -259,16 +257,36 @@ fn using_most_of_the_stack_is_not_an_overflow() {
 #[test]
 fn many_live_slab_greenlets_share_few_mappings() {
     let n: usize = 3000;
-    let chunks_before = stack::slab_stats().chunks;
+    let before = stack::stats();
     let gs: Vec<Greenlet> = (0..n)
         .map(|i| slab_sized(stack::MIN_STACK_SIZE, move |_| Greenlet::main().switch(i)))
         .collect();
     for (i, g) in gs.iter().enumerate() {
         assert_eq!(g.switch(()).downcast::<usize>().unwrap(), i);
     }
-    let chunks = stack::slab_stats().chunks - chunks_before;
-    // 3000 stacks of ~36 KiB fit in one or two 64 MiB chunks.
-    assert!(chunks <= 2, "{chunks} chunks for {n} stacks");
+    let after = stack::stats();
+    match after.guard_mode {
+        GuardMode::Regions => {
+            // 3000 stacks of 36 KiB slots fit in one or two 256 MiB regions.
+            let chunks = after.shared.chunks - before.shared.chunks;
+            assert!(
+                (1..=2).contains(&chunks),
+                "{chunks} mappings for {n} stacks"
+            );
+        }
+        GuardMode::Mprotect => {
+            // Each is a mapping of its own (two VMAs: stack and guard page).
+            let singles = after.single_mappings - before.single_mappings;
+            assert!(
+                singles + stack::POOL_CAPACITY >= n,
+                "{singles} mappings for {n} stacks"
+            );
+            eprintln!(
+                "NOTE: guard pages here ({}): {n} slab stacks took {singles} mappings of their own",
+                after.fallback.unwrap()
+            );
+        }
+    }
     for (i, g) in gs.iter().enumerate() {
         assert_eq!(g.switch(i * 2).downcast::<usize>().unwrap(), i * 2);
         assert!(g.is_dead());
@@ -291,7 +309,7 @@ fn slab_greenlets_on_another_thread() {
     assert_eq!(sum, (0..100).sum::<u64>() + 100);
 }
 
-// ---- overflow detection, in child processes -------------------------------
+// ---- overflow, in child processes -------------------------------------------
 
 /// Recurses until the stack pointer is `past` bytes below `start`, writing a
 /// frame of data at every level, then returns.
@@ -309,67 +327,49 @@ fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn assert_slab_overflow(out: &Output) {
-    let stderr = stderr_of(out);
+/// Recursion with 3 KiB frames, only the lowest word of each written (below a
+/// page: no stack probe runs).
+#[allow(unconditional_recursion)]
+#[inline(never)]
+fn sparse_frames(depth: u64) -> u64 {
+    let mut frame = std::mem::MaybeUninit::<[u64; 384]>::uninit();
+    // SAFETY: writes the first word of our own local array.
+    unsafe { frame.as_mut_ptr().cast::<u64>().write_volatile(depth) };
+    black_box(&mut frame);
+    sparse_frames(depth + 1).wrapping_add(1)
+}
+
+/// The case the canary missed: the first slab greenlet (at the bottom of its
+/// mapping), recursing with 3 KiB frames, used to die of a bare SIGSEGV
+/// (exit 139, no message). Now its guard stops it with the message.
+#[test]
+fn the_first_slab_greenlet_running_off_with_sparse_frames_gets_the_message() {
+    if in_child() {
+        let g = slab(|_| sparse_frames(0));
+        g.switch(());
+        println!("SURVIVED");
+        std::process::exit(0);
+    }
+    let out = run_child("the_first_slab_greenlet_running_off_with_sparse_frames_gets_the_message");
+    let stderr = stderr_of(&out);
     assert_eq!(
         out.status.signal(),
         Some(libc::SIGABRT),
-        "expected an abort; status {:?}, stderr: {stderr}",
+        "{:?}: {stderr}",
         out.status
     );
+    assert!(stderr.contains("greenlet stack overflow"), "{stderr}");
     assert!(
-        stderr.contains("greenlet stack overflow (slab stack 0x"),
-        "no slab overflow message; stderr: {stderr}"
+        stderr.contains(&format!("({} bytes)", stack::DEFAULT_SLAB_STACK_SIZE)),
+        "{stderr}"
     );
-    assert!(
-        !String::from_utf8_lossy(&out.stdout).contains("SURVIVED"),
-        "the child went on after the overflow"
-    );
-}
-
-/// In the child: a victim greenlet suspended on the slot below, then a
-/// greenlet that runs 2 KiB past the end of its smallest-class stack.
-fn overflow_then(switch_away: bool) -> ! {
-    let victim = slab_sized(stack::MIN_STACK_SIZE, |_| Greenlet::main().switch(()));
-    victim.switch(());
-    let g = slab_sized(stack::MIN_STACK_SIZE, move |_| {
-        let start = here();
-        // Usable size is the minimum rounded up, plus at most a page: going that far
-        // and 2 KiB more is past the end and the canary, inside the victim's slot.
-        let usable = stack::MIN_STACK_SIZE + stack::page_size();
-        black_box(run_down(start, usable + 2048));
-        if switch_away {
-            Greenlet::main().switch(());
-        }
-        // else: die right here, which checks the canary too
-    });
-    g.switch(());
-    println!("SURVIVED");
-    victim.switch(());
-    std::process::exit(0);
-}
-
-#[test]
-fn overflow_is_caught_when_the_greenlet_switches_away() {
-    if in_child() {
-        overflow_then(true);
-    }
-    let out = run_child("overflow_is_caught_when_the_greenlet_switches_away");
-    assert_slab_overflow(&out);
-}
-
-#[test]
-fn overflow_is_caught_when_the_greenlet_dies() {
-    if in_child() {
-        overflow_then(false);
-    }
-    let out = run_child("overflow_is_caught_when_the_greenlet_dies");
-    assert_slab_overflow(&out);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("SURVIVED"));
 }
 
 #[test]
 fn the_same_program_without_overflow_runs_to_the_end() {
-    // The control for the two tests above: same shape, 4 KiB short of the end.
+    // The control for the overflow tests: a victim below, a greenlet that goes
+    // 4 KiB short of the end of its stack.
     if in_child() {
         let victim = slab_sized(stack::MIN_STACK_SIZE, |_| Greenlet::main().switch(()));
         victim.switch(());

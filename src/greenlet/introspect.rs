@@ -16,7 +16,7 @@ use super::object::{Inner, State};
 use super::switch::INTROSPECT;
 use super::thread;
 use crate::arch;
-use crate::stack::{page_size, sanitizer, sanitizer::FakeStack, Stack};
+use crate::stack::{sanitizer, sanitizer::FakeStack};
 
 /// Lives on the requester's stack while the target captures its backtrace.
 struct Request {
@@ -152,31 +152,6 @@ pub(crate) fn stack_usage(inner: &Inner, is_current: bool) -> Option<StackUsage>
     Some(StackUsage {
         size: stack.usable_size(),
         in_use,
-        high_water: deepest_resident(stack),
+        high_water: stack.touched_depth(),
     })
-}
-
-/// Bytes from the top of `stack` down to the start of its lowest resident page.
-fn deepest_resident(stack: &Stack) -> Option<usize> {
-    let page = page_size();
-    let bottom = stack.bottom() as usize; // page-aligned for both kinds
-    let top = stack.top() as usize;
-    let end = (top + page - 1) & !(page - 1);
-    let pages = (end - bottom) / page;
-    let mut resident = vec![0u8; pages];
-    // SAFETY: [bottom, end) lies inside one mapping that holds this stack
-    // (for a slab stack, `end` may reach into the slot above, same mapping);
-    // `resident` has one byte per page. mincore reads page tables only.
-    let rc = unsafe {
-        libc::mincore(
-            bottom as *mut libc::c_void,
-            end - bottom,
-            resident.as_mut_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        return None;
-    }
-    let lowest = resident.iter().position(|&r| r & 1 != 0)?;
-    Some(top - (bottom + lowest * page))
 }

@@ -17,6 +17,8 @@ use crate::GreenletExit;
 ///
 /// # Safety
 /// `this` must be live with strong count 0, suspended, and not a main greenlet.
+#[cold]
+#[inline(never)]
 pub(crate) unsafe fn kill(this: NonNull<Inner>) -> bool {
     // SAFETY: live per the caller.
     let inner = unsafe { this.as_ref() };

@@ -24,7 +24,7 @@ pub(crate) mod handle;
 mod introspect;
 mod kill;
 pub(crate) mod locals;
-pub(crate) mod object;
+mod object;
 mod spare;
 mod switch;
 pub(crate) mod thread;

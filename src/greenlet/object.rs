@@ -98,19 +98,21 @@ impl Inner {
     pub(crate) fn new_main() -> *const Inner {
         let object = spare::slot();
         // SAFETY: a fresh slot with Inner's layout, written once.
-        unsafe { object.write(Inner {
-            sp: Cell::new(ptr::null_mut()),
-            strong: Cell::new(1),
-            state: Cell::new(State::Running),
-            is_main: true,
-            dying: Cell::new(false),
-            released: Cell::new(false),
-            weak: Cell::new(0),
-            parent: Cell::new(None),
-            stack: Cell::new(None),
-            closure: Cell::new(None),
-            locals: Locals::new(),
-        }) };
+        unsafe {
+            object.write(Inner {
+                sp: Cell::new(ptr::null_mut()),
+                strong: Cell::new(1),
+                state: Cell::new(State::Running),
+                is_main: true,
+                dying: Cell::new(false),
+                released: Cell::new(false),
+                weak: Cell::new(0),
+                parent: Cell::new(None),
+                stack: Cell::new(None),
+                closure: Cell::new(None),
+                locals: Locals::new(),
+            })
+        };
         object
     }
 
@@ -161,7 +163,8 @@ impl Inner {
     /// leaves)?
     pub(crate) fn owns_nothing(&self) -> bool {
         // SAFETY: plain reads of Option discriminants, as in parent_ptr.
-        let links = unsafe { (*self.parent.as_ptr()).is_none() && (*self.stack.as_ptr()).is_none() };
+        let links =
+            unsafe { (*self.parent.as_ptr()).is_none() && (*self.stack.as_ptr()).is_none() };
         links && self.locals.is_empty()
     }
 
@@ -205,7 +208,6 @@ pub(crate) unsafe fn first_live(mut g: *const Inner) -> *const Inner {
 ///
 /// # Safety
 /// `this` must be live, with strong count 0.
-#[cold]
 pub(crate) unsafe fn release(mut this: NonNull<Inner>) {
     loop {
         // SAFETY: live per the caller (or, on later rounds, because we held

@@ -159,11 +159,3 @@ pub(crate) fn set_tracing(on: bool) {
 pub(crate) fn tracing() -> bool {
     HOT.try_with(|h| h.slow.get()).unwrap_or(0) & slow::TRACING != 0
 }
-
-/// The running greenlet, or null before first use, for the overflow signal
-/// handler (a single TLS load: async-signal-safe).
-// Interim: the stack layer's own registry replaces this (issue 16).
-#[inline]
-pub(crate) fn current_for_signal() -> *const Inner {
-    HOT.try_with(|h| h.current.get()).unwrap_or(ptr::null())
-}

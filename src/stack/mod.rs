@@ -1,13 +1,14 @@
-//! Guarded stacks: one anonymous mapping per stack, with its lowest page made
-//! `PROT_NONE` so that running off the end faults instead of corrupting the
-//! neighbour, and a small per-thread pool that recycles the stacks of dead
-//! greenlets so that create+run+die costs no system call.
+//! Greenlet stacks, every one with a hardware guard below it (SPEC §6), and a
+//! small per-thread pool that recycles the stacks of dead greenlets so that
+//! create + run + die costs no system call.
 //!
-//! This module is the one place greenlet stack memory comes from. Besides the
-//! guarded stacks described here it hands out slab stacks
-//! ([`StackKind::Slab`], carved from shared mappings by the private `slab`
-//! module) for programs that need more live greenlets than the kernel allows
-//! mappings.
+//! Where the kernel has guard regions (`MADV_GUARD_INSTALL`, Linux 6.13 and
+//! later, proven to work by a probe at the first stack), stacks are carved
+//! from a few large shared mappings, a guard region below each, so a million
+//! live greenlets need only a few thousand kernel mappings. Elsewhere (older
+//! kernels, qemu-user, mlocked processes, or `GREENLET_GUARD=mprotect` in the
+//! environment) each stack is a mapping of its own whose lowest page is made
+//! `PROT_NONE`. [`guard_mode`] says which; both look the same from here:
 //!
 //! ```text
 //!   high addresses
@@ -17,10 +18,15 @@
 //!   |   (grows downward)        |   touched lazily by the kernel
 //!   |                           |
 //!   +---------------------------+ <- bottom()
-//!   |   guard page (PROT_NONE)  |   one page
-//!   +---------------------------+ <- mapping start
+//!   |   guard (faults on use)   |   one page: guard region or PROT_NONE page
+//!   +---------------------------+
 //!   low addresses
 //! ```
+//!
+//! Running into the guard stops the process with a "greenlet stack overflow"
+//! message naming the stack's range (the private `overflow` module). Both
+//! [`StackKind`]s get the same guarded memory; they differ only in their
+//! default size. No stack without a guard can be had.
 //!
 //! Greenlets take and release their stacks here on their own; the functions
 //! are public for tests, tools and the curious:
@@ -33,16 +39,34 @@
 //! assert!(guard_end == s.bottom() as usize && s.bottom() < s.top());
 //! stack::release(s); // into this thread's pool, for the next greenlet
 //! ```
+//!
+//! A stack belongs to the thread that made it (its pool and mappings are that
+//! thread's), so it cannot be sent to another:
+//!
+//! ```compile_fail
+//! let s = greenlet::stack::take(64 << 10).unwrap();
+//! std::thread::spawn(move || greenlet::stack::release(s)); // Stack is !Send
+//! ```
 
-use std::cell::RefCell;
 use std::io;
+use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
 
-use memmap2::{MmapMut, MmapOptions};
-
+mod guard;
 pub(crate) mod overflow;
+mod pool;
+mod registry;
 pub(crate) mod sanitizer;
-pub(crate) mod slab;
+mod shared;
+mod single;
+mod stats;
+mod thread;
+mod unix;
 pub(crate) mod valgrind;
+
+pub use crate::stack::guard::{guard_fallback, guard_mode, GuardFallback, GuardMode};
+pub use crate::stack::pool::{pooled, trim_pool, POOL_CAPACITY};
+pub use crate::stack::stats::{slab_stats, stats, SlabStats, StackStats};
 
 /// Stack size used when [`crate::Builder::stack_size`] is not called: 1 MiB.
 /// Untouched pages cost no memory, only address space.
@@ -73,53 +97,23 @@ pub const DEFAULT_STACK_SIZE: usize = 1 << 20;
 /// ```
 pub const MIN_STACK_SIZE: usize = 32 << 10;
 
-/// A fresh private anonymous mapping of `len` bytes (a whole number of
-/// pages) whose lowest page is `PROT_NONE` and the rest read-write. Pages are
-/// reserved lazily (`MAP_NORESERVE`): untouched ones cost neither memory nor
-/// commit charge. For memory made by hand rather than through `memmap2`: slab
-/// chunks and the overflow handler's signal stacks.
-pub(crate) fn map_with_low_guard(len: usize) -> io::Result<*mut libc::c_void> {
-    // SAFETY: a fresh private anonymous mapping: no existing memory involved.
-    let start = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if start == libc::MAP_FAILED {
-        let err = io::Error::last_os_error();
-        return Err(io::Error::new(
-            err.kind(),
-            format!("cannot map {len} bytes: {err}"),
-        ));
-    }
-    // SAFETY: the first page is inside the mapping just made; nothing uses it.
-    if unsafe { libc::mprotect(start, page_size(), libc::PROT_NONE) } != 0 {
-        let err = io::Error::last_os_error();
-        // SAFETY: our own mapping, not handed out.
-        unsafe { libc::munmap(start, len) };
-        return Err(io::Error::new(
-            err.kind(),
-            format!("cannot protect a guard page: {err}"),
-        ));
-    }
-    Ok(start)
-}
-
-/// Most stacks a thread keeps for reuse; stacks released beyond this are unmapped.
+/// Stack size of a [`StackKind::Slab`] greenlet when
+/// [`crate::Builder::stack_size`] is not called: 64 KiB.
 ///
 /// ```
-/// use greenlet::stack::{self, POOL_CAPACITY};
-/// stack::trim_pool();
-/// let stacks: Vec<_> = (0..POOL_CAPACITY + 2).map(|_| stack::take(64 << 10).unwrap()).collect();
-/// stacks.into_iter().for_each(stack::release);
-/// assert_eq!(stack::pooled(), POOL_CAPACITY); // the last two were unmapped
+/// use greenlet::{stack, StackKind};
+/// let s = stack::take_kind(stack::DEFAULT_SLAB_STACK_SIZE, StackKind::Slab).unwrap();
+/// assert_eq!(s.usable_size(), stack::DEFAULT_SLAB_STACK_SIZE); // whole pages already
 /// ```
-pub const POOL_CAPACITY: usize = 16;
+pub const DEFAULT_SLAB_STACK_SIZE: usize = 64 << 10;
+
+/// Slab stacks no longer have a canary: every stack, slab ones included, has
+/// a guard region or guard page below it that faults at once. Zero bytes.
+#[deprecated(
+    since = "0.1.0",
+    note = "slab stacks have a hardware guard below them now, not a canary; see Stack::guard_range"
+)]
+pub const SLAB_CANARY_BYTES: usize = 0;
 
 /// The system page size.
 ///
@@ -129,6 +123,7 @@ pub const POOL_CAPACITY: usize = 16;
 /// assert!(page.is_power_of_two() && page >= 4096);
 /// assert_eq!(usable_size_for(100_000).unwrap() % page, 0); // stacks are whole pages
 /// ```
+#[inline]
 pub fn page_size() -> usize {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static PAGE: AtomicUsize = AtomicUsize::new(0);
@@ -136,9 +131,7 @@ pub fn page_size() -> usize {
     if cached != 0 {
         return cached;
     }
-    // SAFETY: sysconf has no preconditions; _SC_PAGESIZE is always supported on Linux.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    let page = if page > 0 { page as usize } else { 4096 };
+    let page = unix::page_size();
     PAGE.store(page, Ordering::Relaxed);
     page
 }
@@ -154,26 +147,31 @@ pub fn page_size() -> usize {
 /// let err = usable_size_for(usize::MAX).unwrap_err();
 /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
 /// ```
+#[inline]
 pub fn usable_size_for(requested: usize) -> io::Result<usize> {
     let page = page_size();
-    let wanted = requested.max(MIN_STACK_SIZE);
-    let rounded = wanted
-        .checked_add(page - 1)
-        .map(|n| n & !(page - 1))
-        // The guard page must fit too, and mmap lengths must stay below isize::MAX.
-        .filter(|n| {
-            n.checked_add(page)
-                .is_some_and(|total| total <= isize::MAX as usize)
-        });
-    rounded.ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("greenlet: stack size of {requested} bytes is too large to map"),
-        )
-    })
+    // Whole pages, and room for the guard page below, within isize::MAX (the
+    // largest mapping there can be): refusing anything above half of that,
+    // far beyond any address space, lets one compare against a constant
+    // cover the rounding and the guard.
+    if requested > isize::MAX as usize / 2 {
+        return Err(too_large(requested));
+    }
+    Ok((requested.max(MIN_STACK_SIZE) + page - 1) & !(page - 1))
+}
+
+#[cold]
+fn too_large(requested: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("greenlet: stack size of {requested} bytes is too large to map"),
+    )
 }
 
 /// Where a greenlet's stack memory comes from (see [`crate::Builder::stack_kind`]).
+///
+/// Both kinds get the same memory, with the same guard ([`guard_mode`] says
+/// which); they differ in their default size only.
 ///
 /// ```
 /// use greenlet::{Greenlet, StackKind};
@@ -182,50 +180,20 @@ pub fn usable_size_for(requested: usize) -> io::Result<usize> {
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum StackKind {
-    /// The default: one memory mapping per stack with a `PROT_NONE` guard page
-    /// below it, so that running off the end faults at once and the process
-    /// stops with a "greenlet stack overflow" message. Each stack costs two
-    /// kernel mappings, so `vm.max_map_count` (65530 by default) caps a process
-    /// near 32k live guarded greenlets.
+    /// The default: [`DEFAULT_STACK_SIZE`] (1 MiB) unless a size is given.
+    /// With guard regions a million of these can be alive at once.
     #[default]
     Guarded,
-    /// Small stacks carved out of large shared mappings (64 MiB chunks), for
-    /// hundreds of thousands to millions of live greenlets. There is no guard
-    /// page between neighbours: a canary below each stack is checked whenever
-    /// its greenlet switches away and when it dies, and an overwritten canary
-    /// aborts the process with "greenlet stack overflow (slab stack ...)".
-    /// Detection is after the fact, and a single frame larger than the canary
-    /// ([`SLAB_CANARY_BYTES`]) can jump over it into the neighbour unnoticed;
-    /// see `docs/scale.md`. Default size [`DEFAULT_SLAB_STACK_SIZE`].
+    /// Small stacks, [`DEFAULT_SLAB_STACK_SIZE`] (64 KiB) unless a size is
+    /// given, from the same guarded shared mappings. Once this kind had
+    /// unguarded neighbours with a canary between them; now every stack has a
+    /// guard, so the kind only changes the default size (see `docs/scale.md`).
     Slab,
 }
 
-/// Stack size of a [`StackKind::Slab`] greenlet when
-/// [`crate::Builder::stack_size`] is not called: 64 KiB.
-///
-/// ```
-/// use greenlet::{stack, StackKind};
-/// let s = stack::take_kind(stack::DEFAULT_SLAB_STACK_SIZE, StackKind::Slab).unwrap();
-/// // At least that much: the slot (stack + canary) is rounded up to whole pages.
-/// assert!(s.usable_size() >= stack::DEFAULT_SLAB_STACK_SIZE);
-/// ```
-pub const DEFAULT_SLAB_STACK_SIZE: usize = 64 << 10;
-
-/// Bytes of the canary below every slab stack.
-///
-/// ```
-/// use greenlet::{stack, StackKind};
-/// let s = stack::take_kind(64 << 10, StackKind::Slab).unwrap();
-/// let (start, end) = s.guard_range(); // for a slab stack, its canary
-/// assert_eq!(end - start, stack::SLAB_CANARY_BYTES);
-/// assert_eq!(end, s.bottom() as usize); // right below the stack
-/// ```
-pub const SLAB_CANARY_BYTES: usize = crate::stack::slab::CANARY_BYTES;
-
-pub use crate::stack::slab::SlabStats;
-
-/// One greenlet stack: its own mapping with a guard page (made by
-/// [`Stack::new`]), or a slot of a slab ([`StackKind::Slab`]).
+/// One greenlet stack: `usable_size()` bytes with a guard below (see the
+/// module docs). A few words: where it is, how big, how it is guarded.
+/// `!Send`: it belongs to the pool and mappings of the thread that made it.
 ///
 /// Greenlets get theirs from [`take_kind`]; a stack on its own is just memory:
 ///
@@ -233,23 +201,30 @@ pub use crate::stack::slab::SlabStats;
 /// use greenlet::stack::Stack;
 /// let s = Stack::new(64 << 10).unwrap();
 /// assert_eq!(s.top() as usize - s.bottom() as usize, s.usable_size());
-/// drop(s); // unmapped
+/// drop(s); // its memory goes back to the system
 /// ```
 pub struct Stack {
-    memory: Memory,
-    /// Valgrind's id for this stack (0 when not running under Valgrind).
-    valgrind_id: usize,
+    /// Lowest usable byte, right above the guard. A `NonNull` pointer: it also
+    /// makes the stack `!Send` and `!Sync`, and gives `io::Result<Stack>` a
+    /// niche, so that it fits in two registers.
+    bottom: NonNull<u8>,
+    /// The usable size (a page multiple, so its low 12 bits are free: pages
+    /// are 4 KiB or larger) with [`MAPPING_OF_ITS_OWN`] and [`SLAB`] in them.
+    meta: usize,
 }
 
-enum Memory {
-    Guarded(MmapMut),
-    /// Goes back to this thread's slab free list when dropped.
-    Slab(crate::stack::slab::Slot),
-}
+/// Flag in `Stack::meta`: the stack is a mapping of its own with a guard page
+/// (else a slot of a shared mapping with a guard region).
+const MAPPING_OF_ITS_OWN: usize = 1;
+/// Flag in `Stack::meta`: taken as [`StackKind::Slab`].
+const SLAB: usize = 2;
+/// Bits of `Stack::meta` that are not the size.
+const FLAGS: usize = 0xfff;
 
 impl Stack {
-    /// Maps a new stack of at least `requested` usable bytes (see [`usable_size_for`]).
-    /// Always a fresh mapping: [`take`] reuses pooled stacks first.
+    /// A stack of at least `requested` usable bytes (see [`usable_size_for`])
+    /// that does not come from this thread's pool: a fresh slot of a shared
+    /// mapping, a free one whose memory was given back, or a fresh mapping.
     ///
     /// ```
     /// use greenlet::{stack::{self, Stack}, StackKind};
@@ -258,42 +233,7 @@ impl Stack {
     /// assert_eq!(s.usable_size(), stack::usable_size_for(100_000).unwrap());
     /// ```
     pub fn new(requested: usize) -> io::Result<Stack> {
-        let usable = usable_size_for(requested)?;
-        let page = page_size();
-        let map = MmapOptions::new()
-            .len(usable + page)
-            .stack()
-            .no_reserve_swap()
-            .map_anon()
-            .map_err(|e| annotate(e, usable + page))?;
-        // SAFETY: the first page lies inside the mapping we own; making it
-        // inaccessible cannot invalidate any Rust reference because nothing has
-        // been handed out yet.
-        let rc =
-            unsafe { libc::mprotect(map.as_ptr() as *mut libc::c_void, page, libc::PROT_NONE) };
-        if rc != 0 {
-            let err = io::Error::last_os_error();
-            return Err(annotate(err, usable + page));
-        }
-        // A guard-page hit on this thread must be reported (src/overflow.rs).
-        crate::stack::overflow::prepare_thread();
-        let start = map.as_ptr() as usize;
-        let valgrind_id = crate::stack::valgrind::register_stack(start + page, start + map.len());
-        Ok(Stack {
-            memory: Memory::Guarded(map),
-            valgrind_id,
-        })
-    }
-
-    /// A slab stack of at least `requested` usable bytes (see [`StackKind::Slab`]).
-    fn new_slab(requested: usize) -> io::Result<Stack> {
-        let slot = crate::stack::slab::take(usable_size_for(requested)?)?;
-        let valgrind_id =
-            crate::stack::valgrind::register_stack(slot.bottom() as usize, slot.top() as usize);
-        Ok(Stack {
-            memory: Memory::Slab(slot),
-            valgrind_id,
-        })
+        make(usable_size_for(requested)?, StackKind::Guarded)
     }
 
     /// Exclusive upper end of the stack: where the first frame goes below.
@@ -305,14 +245,12 @@ impl Stack {
     /// // and that nothing runs on.
     /// unsafe { s.top().sub(1).write(7) };
     /// ```
+    #[inline]
     pub fn top(&self) -> *mut u8 {
-        match &self.memory {
-            Memory::Guarded(map) => map.as_ptr().wrapping_add(map.len()) as *mut u8,
-            Memory::Slab(slot) => slot.top(),
-        }
+        self.bottom.as_ptr().wrapping_add(self.usable_size())
     }
 
-    /// Lowest usable address (just above the guard page or the canary).
+    /// Lowest usable address, right above the guard.
     ///
     /// ```
     /// let s = greenlet::stack::Stack::new(64 << 10).unwrap();
@@ -322,11 +260,9 @@ impl Stack {
     /// unsafe { s.bottom().write(7) };
     /// assert_eq!(unsafe { s.bottom().read() }, 7); // SAFETY: as above
     /// ```
+    #[inline]
     pub fn bottom(&self) -> *mut u8 {
-        match &self.memory {
-            Memory::Guarded(map) => map.as_ptr().wrapping_add(page_size()) as *mut u8,
-            Memory::Slab(slot) => slot.bottom(),
-        }
+        self.bottom.as_ptr()
     }
 
     /// Usable bytes between [`Stack::bottom`] and [`Stack::top`].
@@ -336,34 +272,37 @@ impl Stack {
     /// let s = Stack::new(100_000).unwrap();
     /// assert!(s.usable_size() >= 100_000 && s.usable_size() % page_size() == 0);
     /// ```
+    #[inline]
     pub fn usable_size(&self) -> usize {
-        match &self.memory {
-            Memory::Guarded(map) => map.len() - page_size(),
-            Memory::Slab(slot) => slot.usable_size(),
-        }
+        self.meta & !FLAGS
     }
 
-    /// Address range `[start, end)` of the guard page, or of the canary of a
-    /// slab stack (which is ordinary writable memory: it never faults).
+    /// Address range `[start, end)` of the guard right below the stack: one
+    /// page that faults on any access.
     ///
     /// ```
     /// use greenlet::stack::{page_size, Stack};
     /// let s = Stack::new(64 << 10).unwrap();
     /// let (start, end) = s.guard_range();
-    /// assert_eq!(end - start, page_size()); // one PROT_NONE page...
-    /// assert_eq!(end, s.bottom() as usize); // ...right below the stack
+    /// assert_eq!(end - start, page_size());
+    /// assert_eq!(end, s.bottom() as usize); // right below the stack
     /// ```
     pub fn guard_range(&self) -> (usize, usize) {
-        match &self.memory {
-            Memory::Guarded(map) => {
-                let start = map.as_ptr() as usize;
-                (start, start + page_size())
-            }
-            Memory::Slab(slot) => slot.canary_range(),
+        let bottom = self.bottom() as usize;
+        (bottom - page_size(), bottom)
+    }
+
+    /// How this stack's guard was made: a guard region in a shared mapping,
+    /// or a `PROT_NONE` page of a mapping of its own (see [`guard_mode`]).
+    pub fn guard(&self) -> GuardMode {
+        if self.meta & MAPPING_OF_ITS_OWN != 0 {
+            GuardMode::Mprotect
+        } else {
+            GuardMode::Regions
         }
     }
 
-    /// Which kind of stack this is.
+    /// The kind this stack was taken as.
     ///
     /// ```
     /// use greenlet::{stack, StackKind};
@@ -371,124 +310,150 @@ impl Stack {
     /// assert_eq!(stack::take_kind(64 << 10, StackKind::Slab).unwrap().kind(), StackKind::Slab);
     /// ```
     pub fn kind(&self) -> StackKind {
-        match &self.memory {
-            Memory::Guarded(_) => StackKind::Guarded,
-            Memory::Slab(_) => StackKind::Slab,
+        if self.meta & SLAB != 0 {
+            StackKind::Slab
+        } else {
+            StackKind::Guarded
         }
     }
 
-    /// Aborts the process with a "greenlet stack overflow (slab stack ...)"
-    /// message when this is a slab stack whose canary was overwritten; nothing
-    /// to do for a guarded stack, whose guard page faults at once.
-    #[inline]
-    pub(crate) fn check_canary(&self) {
-        if let Memory::Slab(slot) = &self.memory {
-            slot.check_canary();
-        }
+    #[inline(always)]
+    fn set_kind(&mut self, kind: StackKind) {
+        self.meta = (self.meta & !SLAB) | if kind == StackKind::Slab { SLAB } else { 0 };
+    }
+
+    /// Bytes from the top down to the start of the lowest resident page: the
+    /// deepest this memory has been touched since it was last given back to
+    /// the kernel (by this stack's user or, for a pooled stack, an earlier
+    /// one), at page granularity. `mincore(2)` reads page tables only, so this
+    /// touches no stack memory. `None` when `mincore` fails or nothing was
+    /// touched.
+    pub(crate) fn touched_depth(&self) -> Option<usize> {
+        let page = page_size();
+        let usable = self.usable_size();
+        let mut resident = vec![0u8; usable / page];
+        // SAFETY: [bottom, top) is page-aligned, mapped, and ours.
+        unsafe { unix::resident_pages(self.bottom() as usize, &mut resident) }.ok()?;
+        let lowest = resident.iter().position(|&r| r & 1 != 0)?;
+        Some(usable - lowest * page)
+    }
+
+    /// Takes the stack apart without giving its memory back: bottom, usable
+    /// size, guard.
+    pub(crate) fn into_memory(self) -> (usize, usize, GuardMode) {
+        let stack = ManuallyDrop::new(self);
+        (stack.bottom() as usize, stack.usable_size(), stack.guard())
     }
 }
 
 impl Drop for Stack {
+    /// Gives the memory back: a shared slot to its free list (memory
+    /// discarded, guard kept), a mapping of its own unmapped.
     fn drop(&mut self) {
-        crate::stack::valgrind::deregister_stack(self.valgrind_id);
-        // The mapping itself is released by MmapMut's destructor.
+        let (bottom, usable, guard) = (self.bottom() as usize, self.usable_size(), self.guard());
+        if thread::with(|t| t.give_back(bottom, usable, guard)).is_none()
+            && guard == GuardMode::Mprotect
+        {
+            // The thread is exiting and its stack state is gone. A mapping of
+            // its own is simply unmapped; a shared slot stays with its
+            // mapping, which the teardown kept because this stack was live.
+            // SAFETY: made by single::map (the guard says so); being dropped,
+            // it has no frames.
+            unsafe { single::unmap(bottom, usable, None) };
+        }
     }
 }
 
 impl std::fmt::Debug for Stack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Stack({:#x}..{:#x})",
-            self.bottom() as usize,
-            self.top() as usize
-        )
+        f.debug_struct("Stack")
+            .field("bottom", &self.bottom())
+            .field("top", &self.top())
+            .field("usable_size", &self.usable_size())
+            .field("guard", &self.guard())
+            .field("kind", &self.kind())
+            .finish()
     }
 }
 
-fn annotate(err: io::Error, bytes: usize) -> io::Error {
-    let hint = if err.raw_os_error() == Some(libc::ENOMEM) {
-        " (out of memory or out of memory mappings: see vm.max_map_count)"
-    } else {
-        ""
-    };
-    io::Error::new(
-        err.kind(),
-        format!("greenlet: cannot map a {bytes}-byte stack: {err}{hint}"),
-    )
-}
-
-thread_local! {
-    static POOL: RefCell<Vec<Stack>> = const { RefCell::new(Vec::new()) };
-}
-
-/// A stack of `kind` with `requested` usable bytes (rounded as
-/// [`usable_size_for`] says): from the guarded pool or freshly mapped for
-/// [`StackKind::Guarded`] (as [`take`]), from this thread's slab for
-/// [`StackKind::Slab`].
-///
-/// ```
-/// use greenlet::{stack, StackKind};
-/// let s = stack::take_kind(64 << 10, StackKind::Slab).unwrap();
-/// assert!(s.kind() == StackKind::Slab && s.usable_size() >= 64 << 10);
-/// let free = stack::slab_stats().free;
-/// stack::release(s); // back on the slab's free list
-/// assert_eq!(stack::slab_stats().free, free + 1);
-/// ```
-pub fn take_kind(requested: usize, kind: StackKind) -> io::Result<Stack> {
-    match kind {
-        StackKind::Guarded => take(requested),
-        StackKind::Slab => Stack::new_slab(requested),
-    }
-}
-
-/// This thread's slab statistics: chunks mapped, slots carved, slots free.
-///
-/// ```
-/// use greenlet::{stack, Greenlet, StackKind};
-/// let in_use = || { let s = stack::slab_stats(); s.carved - s.free };
-/// let before = in_use();
-/// let g = Greenlet::builder().stack_kind(StackKind::Slab).spawn(|_| ()).unwrap();
-/// assert_eq!(in_use(), before + 1);
-/// g.switch(()); // g dies: its slot goes back on the free list
-/// assert_eq!(in_use(), before);
-/// ```
-pub fn slab_stats() -> SlabStats {
-    crate::stack::slab::stats()
-}
-
-/// A guarded stack of `requested` usable bytes, from this thread's pool when
-/// one of exactly that size is there, otherwise freshly mapped.
+/// A guarded stack of `requested` usable bytes: [`take_kind`] with the
+/// default kind.
 ///
 /// ```
 /// use greenlet::stack;
 /// stack::trim_pool();
-/// let s = stack::take(64 << 10).unwrap(); // the pool is empty: freshly mapped
+/// let s = stack::take(64 << 10).unwrap(); // the pool is empty: newly made
 /// let top = s.top();
 /// stack::release(s);
 /// let again = stack::take(64 << 10).unwrap(); // same size: the pooled one
 /// assert_eq!(again.top(), top);
 /// assert_eq!(stack::pooled(), 0);
 /// ```
+#[inline]
 pub fn take(requested: usize) -> io::Result<Stack> {
+    take_kind(requested, StackKind::Guarded)
+}
+
+/// A stack of `kind` with `requested` usable bytes (rounded as
+/// [`usable_size_for`] says): from this thread's pool when it holds one of
+/// that size, else newly made (the first stack made in the process decides
+/// the [`guard_mode`]). Installs the overflow handler and gives the thread an
+/// alternate signal stack the first time.
+///
+/// ```
+/// use greenlet::{stack, StackKind};
+/// let s = stack::take_kind(64 << 10, StackKind::Slab).unwrap();
+/// assert!(s.kind() == StackKind::Slab && s.usable_size() >= 64 << 10);
+/// assert_eq!(s.guard(), stack::guard_mode());
+/// ```
+///
+/// # Errors
+/// A size too large to map (`InvalidInput`), or memory, address space or (on
+/// the fallback) mappings running out.
+#[inline]
+pub fn take_kind(requested: usize, kind: StackKind) -> io::Result<Stack> {
     let usable = usable_size_for(requested)?;
-    let pooled = POOL
-        .try_with(|pool| {
-            let mut pool = pool.borrow_mut();
-            let at = pool.iter().rposition(|s| s.usable_size() == usable)?;
-            Some(pool.swap_remove(at))
-        })
-        .ok()
-        .flatten();
-    match pooled {
+    match pool::take_top(usable, kind) {
         Some(stack) => Ok(stack),
-        None => Stack::new(usable),
+        None => take_cold(usable, kind),
     }
 }
 
+#[cold]
+#[inline(never)]
+fn take_cold(usable: usize, kind: StackKind) -> io::Result<Stack> {
+    match pool::take_deeper(usable, kind) {
+        Some(stack) => Ok(stack),
+        None => make(usable, kind),
+    }
+}
+
+/// Makes a stack of `usable` bytes (a page multiple), bypassing the pool.
+fn make(usable: usize, kind: StackKind) -> io::Result<Stack> {
+    // A guard hit on this thread must be reported (overflow.rs).
+    overflow::prepare_thread();
+    let (bottom, guard) = match thread::with(|t| t.make(usable)) {
+        Some(made) => made?,
+        // Thread teardown: a mapping of its own, unrecorded (and unknown to
+        // Valgrind, which would lose track of its id).
+        None => (single::map(usable, None)?, GuardMode::Mprotect),
+    };
+    let own = if guard == GuardMode::Mprotect {
+        MAPPING_OF_ITS_OWN
+    } else {
+        0
+    };
+    let mut stack = Stack {
+        bottom: NonNull::new(bottom as *mut u8).expect("no mapping starts at address 0"),
+        meta: usable | own,
+    };
+    stack.set_kind(kind);
+    Ok(stack)
+}
+
 /// Gives a stack that no frame lives on any more back to this thread's pool,
-/// or unmaps it when the pool is full or the thread is shutting down. A slab
-/// stack goes back to this thread's slab free list.
+/// or, when the pool is full (or the thread is exiting), its memory back to
+/// the system.
 ///
 /// ```
 /// use greenlet::stack;
@@ -496,59 +461,22 @@ pub fn take(requested: usize) -> io::Result<Stack> {
 /// stack::release(stack::take(64 << 10).unwrap());
 /// assert_eq!(stack::pooled(), 1); // kept for the next stack of that size
 /// ```
+#[inline]
 pub fn release(stack: Stack) {
-    // A stack not kept is dropped (unmapped) here.
-    let _ = pool(stack);
+    if let Err(refused) = pool::put(stack) {
+        drop(refused);
+    }
 }
 
 /// Puts a stack that no frame lives on any more into this thread's pool, or
 /// gives it back when the pool is full (or the thread is shutting down). It
-/// never unmaps anything, so a dying greenlet can give back the stack it is
-/// still running on, as long as nothing else runs before it leaves.
+/// never unmaps anything or gives memory back, so a dying greenlet can give
+/// back the stack it is still running on, as long as nothing else runs
+/// before it leaves.
+#[inline]
 pub(crate) fn pool(stack: Stack) -> Result<(), Stack> {
-    if stack.kind() == StackKind::Slab {
-        drop(stack); // Memory::Slab's slot returns itself to the slab's free list
-        return Ok(());
-    }
-    let mut stack = Some(stack);
-    let _ = POOL.try_with(|pool| {
-        let mut pool = pool.borrow_mut();
-        if pool.len() < POOL_CAPACITY {
-            pool.extend(stack.take());
-        }
-    });
-    match stack {
-        None => Ok(()),
-        Some(stack) => Err(stack),
-    }
+    pool::put(stack)
 }
 
-/// Number of stacks in this thread's pool (for tests and introspection).
-///
-/// ```
-/// use greenlet::{stack, Greenlet};
-/// stack::trim_pool();
-/// Greenlet::new(|_| ()).switch(()); // a greenlet that dies gives its stack back
-/// assert_eq!(stack::pooled(), 1);
-/// Greenlet::new(|_| ()).switch(()); // the next one reuses that same stack
-/// assert_eq!(stack::pooled(), 1);
-/// ```
-pub fn pooled() -> usize {
-    POOL.try_with(|p| p.borrow().len()).unwrap_or(0)
-}
-
-/// Unmaps every stack in this thread's pool, giving their memory and address
-/// space back to the system; returns how many were unmapped. Later greenlets
-/// map fresh stacks until the pool fills up again.
-///
-/// ```
-/// greenlet::Greenlet::new(|_| ()).switch(()); // its stack goes to the pool
-/// assert!(greenlet::stack::trim_pool() >= 1);
-/// assert_eq!(greenlet::stack::pooled(), 0);
-/// ```
-pub fn trim_pool() -> usize {
-    let stacks = POOL
-        .try_with(|p| std::mem::take(&mut *p.borrow_mut()))
-        .unwrap_or_default();
-    stacks.len() // dropped (unmapped) here, outside the borrow
-}
+// Two words, so that a stack moves in registers.
+const _: () = assert!(std::mem::size_of::<Stack>() == 2 * std::mem::size_of::<usize>());

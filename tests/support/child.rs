@@ -6,7 +6,8 @@
 //! Under qemu-user without binfmt_misc the child cannot be executed directly;
 //! it is then started through `qemu-<arch> -L <sysroot>` (the sysroot comes from
 //! `QEMU_LD_PREFIX`, else `/usr/<arch>-linux-gnu`), and the test fails loudly if
-//! neither works.
+//! neither works. `GREENLET_CHILD_RUNNER` names an emulator to start every
+//! child through (for qemu-user runs on the host's own CPU).
 
 #![allow(dead_code)] // each test file uses part of this helper
 
@@ -28,6 +29,26 @@ pub fn run_child(name: &str) -> Output {
 pub fn run_child_with(name: &str, envs: &[(&str, &str)]) -> Output {
     let exe = std::env::current_exe().expect("path of the test binary");
     let args = [name, "--exact", "--nocapture", "--test-threads=1"];
+    // A test binary the kernel can run directly is run directly, even when
+    // the parent runs under an emulator (qemu-x86_64 on x86_64): set
+    // GREENLET_CHILD_RUNNER (for example to `qemu-x86_64`) to start children
+    // through the same emulator.
+    if let Some(runner) = std::env::var("GREENLET_CHILD_RUNNER")
+        .ok()
+        .filter(|r| !r.trim().is_empty())
+    {
+        let mut words = runner.split_whitespace();
+        let program = words.next().expect("a non-empty runner");
+        return Command::new(program)
+            .args(words)
+            .arg(&exe)
+            .args(args)
+            .env(CHILD, "1")
+            .env("RUST_BACKTRACE", "0")
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap_or_else(|e| panic!("GREENLET_CHILD_RUNNER={runner:?} cannot start: {e}"));
+    }
     let direct = Command::new(&exe)
         .args(args)
         .env(CHILD, "1")

@@ -1,0 +1,171 @@
+//! Which guard stacks get: Linux guard regions where they are proven to work,
+//! else a `PROT_NONE` page per stack (SPEC §6).
+//!
+//! Proof, once per process, before any stack relies on it: a guard region is
+//! installed on a scratch page and the kernel must then fail to read that page
+//! (`write(2)` from it into a pipe returns `EFAULT`) while still reading the
+//! page above it. A zero return from `madvise` proves nothing (qemu-user
+//! answers 0 to advice it does not know and installs nothing), and neither
+//! does the kernel version (a mapping may be mlocked, a seccomp filter may
+//! refuse the advice).
+//!
+//! `GREENLET_GUARD=mprotect` in the environment (read once, at the first stack)
+//! skips the probe and forces the fallback, for tests and for comparison;
+//! `GREENLET_GUARD=auto` or no variable probes.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::OnceLock;
+
+use crate::stack::unix;
+
+/// The environment variable that can force the fallback.
+pub(crate) const ENV: &str = "GREENLET_GUARD";
+
+/// How greenlet stacks are guarded in this process (see [`guard_mode`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GuardMode {
+    /// Linux guard regions (`madvise(MADV_GUARD_INSTALL)`, Linux 6.13 and
+    /// later): stacks are carved from a few large shared mappings, each slot
+    /// with a guard region below its stack, so live stacks are not capped by
+    /// `vm.max_map_count`. A fault in a guard is `SEGV_MAPERR`.
+    Regions,
+    /// One mapping per stack whose lowest page is made `PROT_NONE` with
+    /// `mprotect`: two kernel mappings per stack, so `vm.max_map_count`
+    /// (65530 by default) caps a process near 32k live stacks. A fault in a
+    /// guard is `SEGV_ACCERR`.
+    Mprotect,
+}
+
+/// Why stacks get [`GuardMode::Mprotect`] guards (see [`guard_fallback`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GuardFallback {
+    /// `GREENLET_GUARD=mprotect` was set.
+    Forced,
+    /// The kernel refused to install a guard region on the probe's page, with
+    /// this `errno` (`EINVAL` before Linux 6.13, on mlocked memory, ...), or
+    /// the probe could not map its page.
+    Refused(i32),
+    /// The kernel accepted the advice but the page did not fault: the advice
+    /// was ignored (qemu-user does this).
+    Ignored,
+    /// Guard regions worked, but installing one on a new stack later failed
+    /// with this `errno` (for example after `mlockall(MCL_FUTURE)`); stacks
+    /// made since get guard pages, those made before keep their guard regions.
+    FailedLater(i32),
+}
+
+impl std::fmt::Display for GuardFallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GuardFallback::Forced => write!(f, "forced by {ENV}=mprotect"),
+            GuardFallback::Refused(errno) => write!(
+                f,
+                "the kernel refused guard regions ({})",
+                std::io::Error::from_raw_os_error(*errno)
+            ),
+            GuardFallback::Ignored => write!(
+                f,
+                "the kernel accepted MADV_GUARD_INSTALL but the page did not fault (an emulator?)"
+            ),
+            GuardFallback::FailedLater(errno) => write!(
+                f,
+                "installing a guard region failed after the probe ({})",
+                std::io::Error::from_raw_os_error(*errno)
+            ),
+        }
+    }
+}
+
+/// The probe's verdict: `None` when guard regions work.
+static PROBED: OnceLock<Option<GuardFallback>> = OnceLock::new();
+
+/// The `errno` of a guard-region install that failed after the probe had
+/// succeeded, or 0.
+static FAILED_LATER: AtomicI32 = AtomicI32::new(0);
+
+/// How stacks made now on any thread are guarded. The first call decides:
+/// it reads `GREENLET_GUARD` and, unless that forces the fallback, runs the
+/// probe.
+///
+/// ```
+/// use greenlet::stack::{self, GuardMode};
+/// let s = stack::take(64 << 10).unwrap();
+/// assert_eq!(s.guard(), stack::guard_mode()); // stacks made now get this guard
+/// match stack::guard_mode() {
+///     GuardMode::Regions => assert_eq!(stack::guard_fallback(), None),
+///     GuardMode::Mprotect => println!("guard pages: {}", stack::guard_fallback().unwrap()),
+/// }
+/// ```
+///
+/// # Panics
+/// When `GREENLET_GUARD` holds anything but `mprotect`, `auto` or nothing.
+pub fn guard_mode() -> GuardMode {
+    match guard_fallback() {
+        None => GuardMode::Regions,
+        Some(_) => GuardMode::Mprotect,
+    }
+}
+
+/// Why stacks get guard pages rather than guard regions, or `None` when they
+/// get guard regions (see [`guard_mode`], which this decides the same way).
+///
+/// # Panics
+/// As [`guard_mode`].
+pub fn guard_fallback() -> Option<GuardFallback> {
+    let later = FAILED_LATER.load(Ordering::Relaxed);
+    if later != 0 {
+        return Some(GuardFallback::FailedLater(later));
+    }
+    *PROBED.get_or_init(decide)
+}
+
+/// Guard regions stopped working (an install failed with `errno`): every
+/// stack made from now on gets a guard page.
+pub(crate) fn regions_failed(errno: i32) {
+    // errno 0 would read as "no failure"; any non-zero code is as good.
+    FAILED_LATER.store(if errno == 0 { -1 } else { errno }, Ordering::Relaxed);
+}
+
+fn decide() -> Option<GuardFallback> {
+    match std::env::var(ENV) {
+        Ok(v) if v == "mprotect" => Some(GuardFallback::Forced),
+        Ok(v) if v == "auto" || v.is_empty() => probe(),
+        Err(std::env::VarError::NotPresent) => probe(),
+        Ok(v) => panic!(
+            "greenlet: {ENV}={v:?} is not understood: use `mprotect` (one mapping per stack with \
+             a guard page) or `auto` (guard regions where the kernel has them)"
+        ),
+        Err(std::env::VarError::NotUnicode(v)) => {
+            panic!("greenlet: {ENV}={v:?} is not understood: use `mprotect` or `auto`")
+        }
+    }
+}
+
+/// Installs a guard region on the lower of two scratch pages and checks that
+/// the kernel cannot read it and can still read the page above.
+fn probe() -> Option<GuardFallback> {
+    let page = unix::page_size();
+    let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EINVAL);
+    let start = match unix::map_stack_memory(2 * page) {
+        Ok(start) => start,
+        Err(e) => return Some(GuardFallback::Refused(errno(e))),
+    };
+    // SAFETY: the first page of our own fresh mapping, which nothing uses.
+    let verdict = match unsafe { unix::install_guard(start, page) } {
+        Err(e) => Some(GuardFallback::Refused(errno(e))),
+        Ok(()) => match (
+            unix::kernel_can_read(start),
+            unix::kernel_can_read(start + page),
+        ) {
+            (Ok(false), Ok(true)) => None,
+            (Ok(true), _) => Some(GuardFallback::Ignored),
+            // The guard took the page above too, or the pipe failed: do not
+            // rely on something that behaves unlike its documentation.
+            (Ok(false), Ok(false)) => Some(GuardFallback::Ignored),
+            (Err(e), _) | (_, Err(e)) => Some(GuardFallback::Refused(errno(e))),
+        },
+    };
+    // SAFETY: our scratch mapping, used by nothing any more.
+    unsafe { unix::unmap(start, 2 * page) };
+    verdict
+}

@@ -11,7 +11,9 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 
-use crate::{Builder, Greenlet, Value, WeakGreenlet};
+use crate::greenlet::builder::Builder;
+use crate::greenlet::handle::{Greenlet, WeakGreenlet};
+use crate::greenlet::value::Value;
 
 /// What one [`Generator::resume`] produced.
 ///

@@ -7,9 +7,9 @@ use super::entry;
 use super::handle::Greenlet;
 use super::object::{Closure, Inner};
 use super::spare;
+use super::value::Value;
 use crate::arch;
 use crate::stack::{self, sanitizer, StackKind};
-use crate::Value;
 
 /// Closures up to this many bytes are moved to the top of the greenlet's own
 /// stack; larger ones are boxed, and the box goes there.

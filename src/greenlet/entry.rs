@@ -12,8 +12,8 @@ use std::panic::{self, AssertUnwindSafe};
 use super::object::{first_live, Inner, State};
 use super::switch::{death_by_panic, leave, resumed_message, Message, Record, SLOW};
 use super::thread;
+use super::value::Value;
 use crate::stack::{self, sanitizer::FakeStack};
-use crate::Value;
 
 /// The first Rust frame on every greenlet stack, called by the trampoline
 /// with the word of the first switch into the greenlet and the address of its
@@ -124,7 +124,7 @@ pub(crate) fn drop_quietly<T>(value: T) {
 /// Runs a cleanup step whose destructors might panic, containing the panic.
 fn quietly(cleanup: impl FnOnce()) {
     if let Err(mut payload) = panic::catch_unwind(AssertUnwindSafe(cleanup)) {
-        crate::report("greenlet: a destructor panicked while a value was being discarded; that panic is ignored");
+        super::report::report("greenlet: a destructor panicked while a value was being discarded; that panic is ignored");
         // That panic's payload may panic when dropped too: drop it (and its
         // successors) a bounded number of times, then leak what is left
         // rather than loop for ever.

@@ -7,10 +7,11 @@ use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 
 use super::builder::Builder;
+use super::error::Error;
 use super::object::{self, Inner, State};
 use super::switch::{self, Message};
+use super::value::Value;
 use super::{introspect, spare, thread};
-use crate::{Error, Value};
 
 /// A handle to a greenlet: a pseudo-thread with its own stack that runs only
 /// when something [`switch`](Greenlet::switch)es to it.

@@ -113,7 +113,9 @@ struct AbortOnUnwind;
 
 impl Drop for AbortOnUnwind {
     fn drop(&mut self) {
-        crate::report("greenlet: capturing a backtrace of a suspended greenlet panicked; aborting");
+        super::report::report(
+            "greenlet: capturing a backtrace of a suspended greenlet panicked; aborting",
+        );
         std::process::abort();
     }
 }

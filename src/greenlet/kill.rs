@@ -6,10 +6,10 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 
+use super::error::GreenletExit;
 use super::handle::Greenlet;
 use super::object::{Inner, State};
 use super::{entry, thread};
-use crate::GreenletExit;
 
 /// Kills a suspended greenlet whose last handle dropped (SPEC S10). Returns
 /// `true` when it died and its `Inner` is back at strong count 0, ready to be
@@ -23,7 +23,7 @@ pub(crate) unsafe fn kill(this: NonNull<Inner>) -> bool {
     // SAFETY: live per the caller.
     let inner = unsafe { this.as_ref() };
     if thread::torn_down() {
-        crate::report("greenlet: a suspended greenlet was dropped after its thread's greenlet state was torn down; it cannot be killed, so its stack is leaked");
+        super::report::report("greenlet: a suspended greenlet was dropped after its thread's greenlet state was torn down; it cannot be killed, so its stack is leaked");
         return false;
     }
     // Resurrect for the duration of the kill.
@@ -40,9 +40,9 @@ pub(crate) unsafe fn kill(this: NonNull<Inner>) -> bool {
     inner.dying.set(false);
     restore_parent(inner, this, old_parent);
     if let Err(payload) = outcome {
-        crate::report(&format!(
+        super::report::report(&format!(
             "greenlet: a greenlet killed on drop raised a panic instead of dying quietly: {}",
-            crate::describe_panic(&*payload)
+            super::report::describe_panic(&*payload)
         ));
         entry::drop_quietly(payload);
     }
@@ -62,7 +62,7 @@ pub(crate) unsafe fn kill(this: NonNull<Inner>) -> bool {
         drop(g);
         return false;
     }
-    crate::report("greenlet: a greenlet dropped while suspended did not die when GreenletExit was thrown into it; its stack is leaked, never freed under live frames");
+    super::report::report("greenlet: a greenlet dropped while suspended did not die when GreenletExit was thrown into it; its stack is leaked, never freed under live frames");
     std::mem::forget(g);
     false
 }

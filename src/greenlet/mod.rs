@@ -16,6 +16,7 @@
 //! | `locals.rs` | the per-greenlet table of greenlet-local values |
 //! | `spare.rs` | recycled greenlet objects |
 //! | `value.rs`, `error.rs` | `Value`; `Error` and `GreenletExit` |
+//! | `report.rs` | one-line reports on stderr of what cannot be returned |
 
 pub(crate) mod builder;
 mod entry;
@@ -25,6 +26,7 @@ mod introspect;
 mod kill;
 pub(crate) mod locals;
 mod object;
+mod report;
 mod spare;
 mod switch;
 pub(crate) mod thread;

@@ -168,6 +168,16 @@ impl Inner {
         links && self.locals.is_empty()
     }
 
+    /// Does the object own nothing but (maybe) its parent link?
+    #[inline]
+    fn owns_only_its_parent(&self) -> bool {
+        // SAFETY: plain reads of Option discriminants, as in parent_ptr.
+        let stack = unsafe { (*self.stack.as_ptr()).is_none() };
+        // SAFETY: as above.
+        let closure = unsafe { (*self.closure.as_ptr()).is_none() };
+        stack && closure && self.locals.is_empty()
+    }
+
     /// May this object's allocation be freed once no weak handle is left?
     /// Only once [`release`] has emptied it: a running greenlet without a
     /// strong handle is not released (CURRENT points at it).
@@ -208,7 +218,37 @@ pub(crate) unsafe fn first_live(mut g: *const Inner) -> *const Inner {
 ///
 /// # Safety
 /// `this` must be live, with strong count 0.
-pub(crate) unsafe fn release(mut this: NonNull<Inner>) {
+#[inline]
+pub(crate) unsafe fn release(this: NonNull<Inner>) {
+    // SAFETY: live per the caller.
+    let inner = unsafe { this.as_ref() };
+    // The common case, kept short: the last handle to a greenlet that died
+    // (its stack and closure are gone already), whose parent has other
+    // handles, and no weak handle.
+    if inner.state.get() == State::Dead && inner.weak.get() == 0 && inner.owns_only_its_parent() {
+        let parent = inner.parent.take();
+        if let Some(parent) = parent {
+            // SAFETY: the link is a strong handle, so the parent is live.
+            let parent_inner = unsafe { &*parent.as_ptr() };
+            if parent_inner.strong.get() > 1 {
+                inner.released.set(true);
+                // SAFETY: no handle of either kind is left, and it owns nothing.
+                unsafe { spare::free(this.as_ptr()) };
+                return drop(parent); // a plain decrement
+            }
+            inner.parent.set(Some(parent));
+        }
+    }
+    // SAFETY: forwarded.
+    unsafe { release_all(this) }
+}
+
+/// Everything [`release`] does outside its common case.
+///
+/// # Safety
+/// As for [`release`].
+#[inline(never)]
+unsafe fn release_all(mut this: NonNull<Inner>) {
     loop {
         // SAFETY: live per the caller (or, on later rounds, because we held
         // the parent's last strong count).

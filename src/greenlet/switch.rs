@@ -28,12 +28,14 @@ use std::any::Any;
 use std::mem::MaybeUninit;
 use std::panic;
 
+use super::error::GreenletExit;
 use super::handle::Greenlet;
 use super::object::{first_live, Inner, State};
+use super::trace::Event;
+use super::value::Value;
 use super::{entry, introspect, thread, trace};
 use crate::arch;
 use crate::stack::{self, sanitizer, sanitizer::FakeStack};
-use crate::{Event, GreenletExit, Value};
 
 /// Tag: the word is an introspection request, not a switch.
 pub(crate) const INTROSPECT: usize = 1;

@@ -67,7 +67,7 @@ impl Drop for MainGuard {
             // A thread can only exit from its own stack, where main is current;
             // anything else means a greenlet called pthread_exit. Its frames are
             // alive, so main (its ancestor) is leaked rather than freed.
-            crate::report("greenlet: thread exited while a greenlet other than main was running; its stack is leaked");
+            super::report::report("greenlet: thread exited while a greenlet other than main was running; its stack is leaked");
             return;
         }
         // SAFETY: main is live; it stops running here (nothing runs on this

@@ -43,7 +43,13 @@ where
     let run = unsafe { (closure as *mut F).read() };
     let outcome = match message {
         Message::Value(arg) => match panic::catch_unwind(AssertUnwindSafe(move || run(arg))) {
-            Ok(result) => Message::Value(Value::new(result)),
+            Ok(result) => {
+                let result = Value::new(result);
+                clear_locals(me);
+                // SAFETY: `me` is the running greenlet, and nothing with a
+                // destructor is left on this stack but `result`, handed over.
+                unsafe { die_returning(me, result) }
+            }
             Err(payload) => death_by_panic(payload),
         },
         // Thrown into before it started: `run` is never called (SPEC S7).
@@ -52,12 +58,58 @@ where
             death_by_panic(payload)
         }
     };
-    // Greenlet-local values die with the greenlet, on its own stack.
+    clear_locals(me);
     // SAFETY: as above.
-    quietly(|| unsafe { (*me).locals.clear() });
-    // SAFETY: `me` is the running greenlet, and nothing with a destructor is
-    // left on this stack.
     unsafe { die(me, outcome) }
+}
+
+/// Greenlet-local values die with the greenlet, on its own stack.
+#[inline(always)]
+fn clear_locals(me: *const Inner) {
+    // SAFETY: the running greenlet is live.
+    let locals = unsafe { &(*me).locals };
+    if !locals.is_empty() {
+        quietly(|| locals.clear());
+    }
+}
+
+/// The common death: `run` returned `result`. Hands it over like any fast
+/// switch, after giving the stack back to the pool itself (nothing can take
+/// it from the pool before this greenlet has left it, and pooling unmaps
+/// nothing). Everything else about a death (a tracer, the sanitizer, no
+/// handle left to this greenlet, a full pool) goes through [`die`], and the
+/// resumed side recycles the stack.
+///
+/// # Safety
+/// As for [`die`].
+#[inline(always)]
+unsafe fn die_returning(me: *const Inner, result: Value) -> ! {
+    // SAFETY: the running greenlet is live.
+    let inner = unsafe { &*me };
+    if thread::slow_flags() == 0 && inner.strong.get() != 0 {
+        if let Some(own) = inner.stack.take() {
+            match stack::pool(own) {
+                Ok(()) => {
+                    inner.state.set(State::Dead);
+                    let parent = inner
+                        .parent_ptr()
+                        .expect("greenlet invariant: only main has no parent");
+                    // SAFETY: the parent link keeps the parent live.
+                    let parent = unsafe { first_live(parent) };
+                    let slot = LAST_RECORD.with(|slot| slot.get().cast::<Record>());
+                    // SAFETY: as in `die`; only the value is written: a
+                    // fast record.
+                    unsafe { Record::write_value(slot, result) };
+                    // SAFETY: as in `die`.
+                    unsafe { leave(me, parent, slot as usize, None) };
+                    unreachable!("greenlet invariant: a dead greenlet is never resumed")
+                }
+                Err(own) => inner.stack.set(Some(own)),
+            }
+        }
+    }
+    // SAFETY: forwarded.
+    unsafe { die(me, Message::Value(result)) }
 }
 
 thread_local! {
@@ -73,11 +125,14 @@ thread_local! {
 }
 
 /// Marks `me` dead and leaves its stack for good, handing `outcome` to the
-/// first live ancestor. The resumed side recycles the stack.
+/// first live ancestor with a slow record: the resumed side recycles the
+/// stack and does the rest of the bookkeeping.
 ///
 /// # Safety
 /// `me` must be the running greenlet and this must be the last thing its
 /// stack does: no live value with a destructor may remain on it.
+#[cold]
+#[inline(never)]
 unsafe fn die(me: *const Inner, outcome: Message) -> ! {
     // SAFETY: the running greenlet is live.
     let inner = unsafe { &*me };
@@ -88,23 +143,7 @@ unsafe fn die(me: *const Inner, outcome: Message) -> ! {
     // SAFETY: the parent link keeps the parent live.
     let parent = unsafe { first_live(parent) };
     let slot = LAST_RECORD.with(|slot| slot.get().cast::<Record>());
-    // The common death hands over a plain value, like any fast switch, after
-    // giving the stack back to the pool itself: nothing can take it from the
-    // pool before this greenlet has left it, and pooling unmaps nothing.
-    // Anything else (a panic, a tracer, no handle left to this greenlet, a
-    // full pool) goes the slow way, and the resumed side recycles the stack.
-    let (record, tag) = match outcome {
-        Message::Value(value) if thread::slow_flags() == 0 && inner.strong.get() != 0 => {
-            match inner.stack.take().map(stack::pool) {
-                Some(Ok(())) | None => (Record::fast(value), 0),
-                Some(Err(stack)) => {
-                    inner.stack.set(Some(stack));
-                    (Record::slow(Message::Value(value), me, true), SLOW)
-                }
-            }
-        }
-        outcome => (Record::slow(outcome, me, true), SLOW),
-    };
+    let record = Record::slow(outcome, me, true);
     // SAFETY: the slot is this thread's, and free: the previous death's
     // record was read by its resumed side before anything could run.
     // MaybeUninit never drops what it held, so writing over it is fine.
@@ -112,7 +151,7 @@ unsafe fn die(me: *const Inner, outcome: Message) -> ! {
     // SAFETY: `me` is marked dead; `parent` is live and, being an ancestor of
     // the running greenlet, not running, and not dead (first_live). The slot
     // stays in place for the thread's lifetime. Nothing resumes us again.
-    unsafe { leave(me, parent, slot as usize | tag, None) };
+    unsafe { leave(me, parent, slot as usize | SLOW, None) };
     unreachable!("greenlet invariant: a dead greenlet is never resumed")
 }
 

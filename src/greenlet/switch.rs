@@ -105,6 +105,16 @@ impl Record {
         }
     }
 
+    /// Writes a fast-path record: just the value.
+    ///
+    /// # Safety
+    /// `record` must be valid for writes, and hold nothing that needs dropping.
+    #[inline(always)]
+    pub(crate) unsafe fn write_value(record: *mut Record, value: Value) {
+        // SAFETY: per the contract; the other field stays uninitialised.
+        unsafe { std::ptr::addr_of_mut!((*record).value).write(MaybeUninit::new(value)) }
+    }
+
     /// Moves the value out of a fast-path record.
     ///
     /// # Safety
@@ -202,6 +212,7 @@ pub(crate) fn switch_slow(target: *const Inner, mut message: Message) -> Value {
 /// `current` must be the running greenlet, already marked suspended or dead,
 /// and `target` a resumable greenlet of this thread; `word` must stay valid
 /// until the resumed side has read it.
+#[inline(always)]
 pub(crate) unsafe fn leave(
     current: *const Inner,
     target: *const Inner,

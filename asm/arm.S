@@ -92,16 +92,18 @@
  * exception flags IDC/IXC/UFC/OFC/DZC/IOC, QC and the NZCV of the last
  * compare. The restore merges the resumed side's control bits with the status
  * current when the switch began, and skips the `vmsr` when the control bits
- * already agree, which is nearly always (a write to FPSCR serialises the VFP
- * pipeline on many cores; any inexact operation sets a flag, so comparing the
- * whole register would differ all the time).
+ * already agree, which is nearly always (an access to FPSCR is a serialising
+ * instruction, ARM documents, for example in the ARM1176JZF-S manual: a write
+ * waits until no FP operation in flight can be affected; any inexact operation
+ * sets a flag, so comparing the whole register would differ all the time).
+ * Not measured on hardware: the port is tested under qemu-user.
  *
  * Caller-saved registers (r0-r3, r12, d0-d7, d16-d31) need no saving: the
  * compiler already assumes a call destroys them.
  */
 
 #if !defined(__ARM_FP)
-#error "asm/arm.S needs a VFP unit (d8-d15 are callee-saved): build for a hard-float target"
+#error "asm/arm.S needs a VFP unit (d8-d15 are callee-saved), as armv7 gnueabihf has"
 #endif
 
 #define FRAME_D8     0          /* d8 .. d15 by one vpush/vpop */

@@ -2,7 +2,7 @@
 # The whole test suite, on a fresh machine: installs what it needs, then runs
 # formatting, lints, native tests (debug and release), Valgrind, AddressSanitizer
 # and Miri (x86_64, nightly), every example, and the full test suite under
-# qemu-user for aarch64, riscv64 and s390x.
+# qemu-user for aarch64, riscv64, s390x and armv7.
 #
 #   ./test.sh            everything
 #   ./test.sh native     skip the cross targets
@@ -12,7 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-CROSS_TARGETS=(aarch64-unknown-linux-gnu riscv64gc-unknown-linux-gnu s390x-unknown-linux-gnu)
+CROSS_TARGETS=(aarch64-unknown-linux-gnu riscv64gc-unknown-linux-gnu s390x-unknown-linux-gnu
+               armv7-unknown-linux-gnueabihf)
 mode="${1:-all}"
 
 step() { printf '\n=== %s ===\n' "$*"; }
@@ -20,12 +21,14 @@ step() { printf '\n=== %s ===\n' "$*"; }
 need_apt=()
 for pkg_cmd in "qemu-user:qemu-aarch64" "gcc-aarch64-linux-gnu:aarch64-linux-gnu-gcc" \
                "gcc-riscv64-linux-gnu:riscv64-linux-gnu-gcc" "gcc-s390x-linux-gnu:s390x-linux-gnu-gcc" \
+               "gcc-arm-linux-gnueabihf:arm-linux-gnueabihf-gcc" \
                "valgrind:valgrind" "gdb:gdb"; do
   command -v "${pkg_cmd#*:}" >/dev/null 2>&1 || need_apt+=("${pkg_cmd%%:*}")
 done
 [ -d /usr/aarch64-linux-gnu/lib ] || need_apt+=(libc6-dev-arm64-cross)
 [ -d /usr/riscv64-linux-gnu/lib ] || need_apt+=(libc6-dev-riscv64-cross)
 [ -d /usr/s390x-linux-gnu/lib ] || need_apt+=(libc6-dev-s390x-cross)
+[ -d /usr/arm-linux-gnueabihf/lib ] || need_apt+=(libc6-dev-armhf-cross)
 if [ "$mode" = all ] && [ ${#need_apt[@]} -gt 0 ]; then
   step "installing ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

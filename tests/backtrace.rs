@@ -1,6 +1,8 @@
 //! Backtraces taken inside a greenlet end cleanly at the entry trampoline: no
 //! frames of the stack that switched into it, no garbage, no unwinder crash
-//! (SPEC §5: the trampoline's CFI marks the return address undefined).
+//! (SPEC §5: the trampoline's CFI marks the return address undefined; on
+//! 32-bit ARM, whose unwinder reads EHABI tables, its table entry gives a
+//! return address of 0).
 //! docs/backtraces.md shows what they look like.
 
 use std::backtrace::Backtrace;

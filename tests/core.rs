@@ -442,6 +442,24 @@ mod rounding {
             std::arch::asm!("sfpc {}", in(reg) fpc, options(nomem, nostack));
         }
     }
+    #[cfg(target_arch = "arm")]
+    pub fn get() -> u32 {
+        let fpscr: u32;
+        // SAFETY: vmrs only copies FPSCR into a core register.
+        unsafe { std::arch::asm!("vmrs {}, fpscr", out(reg) fpscr, options(nomem, nostack)) };
+        (fpscr >> 22) & 3
+    }
+    #[cfg(target_arch = "arm")]
+    pub fn set(mode: u32) {
+        // SAFETY: read-modify-write of FPSCR's RMode field (bits 22-23);
+        // 0..=3 are all valid modes.
+        unsafe {
+            let mut fpscr: u32;
+            std::arch::asm!("vmrs {}, fpscr", out(reg) fpscr, options(nomem, nostack));
+            fpscr = (fpscr & !(3 << 22)) | ((mode & 3) << 22);
+            std::arch::asm!("vmsr fpscr, {}", in(reg) fpscr, options(nomem, nostack));
+        }
+    }
 }
 
 /// The rounding mode a greenlet sees after it set 2 and switched to main and

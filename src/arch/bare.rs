@@ -8,14 +8,20 @@ use super::{init_stack, switch};
 /// Heap memory used as a stack by the bare switch and the ABI test: no guard,
 /// no pool, nothing but 16-aligned bytes that this module owns.
 pub(crate) struct ScratchStack {
-    memory: Box<[u128]>,
+    memory: Box<[Chunk]>,
 }
+
+/// Sixteen bytes, 16-aligned on every CPU (`u128` is only 8-aligned on some
+/// 32-bit ones, such as armv7).
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
+struct Chunk([u8; 16]);
 
 impl ScratchStack {
     /// A scratch stack of at least `bytes` bytes.
     pub(crate) fn new(bytes: usize) -> ScratchStack {
         ScratchStack {
-            memory: vec![0u128; bytes.div_ceil(16)].into_boxed_slice(),
+            memory: vec![Chunk([0; 16]); bytes.div_ceil(16)].into_boxed_slice(),
         }
     }
 

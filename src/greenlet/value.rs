@@ -1,6 +1,6 @@
 //! [`Value`]: any `'static` value moved between greenlets.
 //!
-//! Small values (at most two machine words, word-aligned or less) are stored
+//! Small values (at most two machine words, aligned no more than `u64`) are stored
 //! inline, so switching with `()`, integers, pointers, `Rc`s and the like costs
 //! no heap allocation (SPEC S12). Larger values are boxed once.
 
@@ -9,8 +9,11 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{self, ManuallyDrop, MaybeUninit};
 
-const INLINE_WORDS: usize = 2;
-type Inline = [MaybeUninit<usize>; INLINE_WORDS];
+/// Two machine words, in `u64` units so that the slot is aligned for `u64` on
+/// 32-bit CPUs too: there `u64`, `i64` and `f64` are two words but may be
+/// 8-aligned (armv7), and S12 wants them inline.
+const INLINE_WORDS: usize = 2 * mem::size_of::<usize>() / mem::size_of::<u64>();
+type Inline = [MaybeUninit<u64>; INLINE_WORDS];
 
 /// Per-type operations; one `'static` instance per stored type.
 struct VTable {
@@ -121,7 +124,7 @@ impl Value {
             let boxed = Box::new(unsafe { ManuallyDrop::take(&mut v) });
             // Stored as a pointer, not as an integer, so that it keeps its
             // provenance (Miri checks this with -Zmiri-strict-provenance).
-            // SAFETY: the slot is two words, word-aligned: room for a pointer.
+            // SAFETY: the slot is two words, aligned for u64: room for a pointer.
             unsafe {
                 slot.as_mut_ptr()
                     .cast::<*mut T>()

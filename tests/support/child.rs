@@ -5,9 +5,10 @@
 //!
 //! Under qemu-user without binfmt_misc the child cannot be executed directly;
 //! it is then started through `qemu-<arch> -L <sysroot>` (the sysroot comes from
-//! `QEMU_LD_PREFIX`, else `/usr/<arch>-linux-gnu`), and the test fails loudly if
-//! neither works. `GREENLET_CHILD_RUNNER` names an emulator to start every
-//! child through (for qemu-user runs on the host's own CPU).
+//! `QEMU_LD_PREFIX`, else `/usr/<gnu triple>`: `<arch>-linux-gnu`, or
+//! `arm-linux-gnueabihf` for 32-bit ARM), and the test fails loudly if neither
+//! works. `GREENLET_CHILD_RUNNER` names an emulator to start every child
+//! through (for qemu-user runs on the host's own CPU).
 
 #![allow(dead_code)] // each test file uses part of this helper
 
@@ -70,8 +71,14 @@ pub fn run_child_with(name: &str, envs: &[(&str, &str)]) -> Output {
         _ => {
             // Run the child through the emulator too.
             let arch = std::env::consts::ARCH;
-            let sysroot = std::env::var("QEMU_LD_PREFIX")
-                .unwrap_or_else(|_| format!("/usr/{arch}-linux-gnu"));
+            // The Debian cross sysroot is named after the GNU triple, which
+            // for hard-float 32-bit ARM is not `<arch>-linux-gnu`.
+            let triple = match arch {
+                "arm" => "arm-linux-gnueabihf".to_string(),
+                _ => format!("{arch}-linux-gnu"),
+            };
+            let sysroot =
+                std::env::var("QEMU_LD_PREFIX").unwrap_or_else(|_| format!("/usr/{triple}"));
             let qemu = format!("qemu-{arch}");
             Command::new(&qemu)
                 .arg("-L")

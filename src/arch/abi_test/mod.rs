@@ -32,6 +32,7 @@ use crate::arch::{self, SwitchFn};
 #[cfg_attr(target_arch = "aarch64", path = "aarch64.rs")]
 #[cfg_attr(target_arch = "riscv64", path = "riscv64.rs")]
 #[cfg_attr(target_arch = "s390x", path = "s390x.rs")]
+#[cfg_attr(target_arch = "arm", path = "arm.rs")]
 mod probe;
 
 extern "C" {
@@ -40,10 +41,12 @@ extern "C" {
     fn greenlet_abi_bad_switch(save: *mut *mut u8, load: *mut u8, transfer: usize) -> usize;
 }
 
-/// Pattern the probe loads into the k-th integer register.
+/// Pattern the probe loads into the k-th integer register: its low 32 bits on
+/// a 32-bit CPU, whose probe stores each register zero-extended into its slot.
 fn a_int(k: usize) -> u64 {
     let k = k as u64 + 1;
-    0x5EED_0000_0000_0000 | (k << 32) | (0x0101_0101 * k)
+    let pattern = 0x5EED_0000_0000_0000 | (k << 32) | (0x0101_0101 * k);
+    pattern as usize as u64
 }
 
 /// Pattern the probe loads into the k-th floating-point register.

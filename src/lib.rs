@@ -55,10 +55,25 @@
 //! # How it is built
 //!
 //! The stack switch is hand-written assembly, one file per CPU family
-//! (`asm/x86_64.S`, `asm/aarch64.S`, `asm/riscv64.S`, `asm/s390x.S`), reached only through
-//! [`arch`]. Every greenlet runs on an mmap'ed stack with a guard page below it
-//! ([`stack`]). See `docs/design.md` for the layers and `docs/semantics.md` for
-//! the mapping from Python's greenlet.
+//! (`asm/x86_64.S`, `asm/x86.S`, `asm/aarch64.S`, `asm/arm.S`, `asm/riscv64.S`,
+//! `asm/powerpc64.S`, `asm/s390x.S`), reached only through the private `arch`
+//! module. Every greenlet runs on an mmap'ed stack with a hardware guard below
+//! it ([`stack`]). The layers, bottom up, are folders of `src/`: `arch` (the
+//! door to the assembly), `stack` (memory, guards, the overflow handler),
+//! `greenlet` (the core: objects, switching, death) and `extras` (generators,
+//! greenlet-local storage), with the public API re-exported here. See
+//! `docs/design.md` for the layers, `docs/benchmarks.md` for what a switch
+//! costs and `docs/semantics.md` for the mapping from Python's greenlet.
+//!
+//! # Cargo features
+//!
+//! * `fp-control`: each greenlet keeps its own floating-point control state
+//!   (rounding mode, exception masks, flush-to-zero), for programs whose C code
+//!   changes it inside a greenlet. Off by default: Rust assumes the default
+//!   floating-point environment, so the state belongs to the thread and the
+//!   switch does not touch it (SPEC §5).
+//! * `asan`: AddressSanitizer fiber annotations around every switch, for
+//!   programs built with `-Zsanitizer=address` (nightly).
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]

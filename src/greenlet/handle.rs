@@ -19,7 +19,7 @@ use super::{introspect, spare, thread};
 /// Handles are cheap to clone (a non-atomic count), compare and hash by
 /// identity, and are neither `Send` nor `Sync`: a greenlet belongs to the
 /// thread that made it. When the last handle to a suspended greenlet drops, the
-/// greenlet is killed: [`GreenletExit`] is thrown into it so that every
+/// greenlet is killed: [`GreenletExit`](crate::GreenletExit) is thrown into it so that every
 /// destructor on its stack runs (SPEC S10).
 ///
 /// ```
@@ -40,7 +40,7 @@ pub struct Greenlet {
 
 impl Greenlet {
     /// Creates a greenlet that will run `run(arg)` on its own stack (of
-    /// [`stack::DEFAULT_STACK_SIZE`] bytes) on its first switch, with the current
+    /// [`crate::stack::DEFAULT_STACK_SIZE`] bytes) on its first switch, with the current
     /// greenlet as its parent.
     ///
     /// # Panics
@@ -125,7 +125,7 @@ impl Greenlet {
     /// once and `err` goes to its parent; into the current greenlet, `err` is
     /// raised right here; into a dead one, in its first live ancestor.
     ///
-    /// Throwing [`GreenletExit`] asks a greenlet to die quietly. Thrown into a
+    /// Throwing [`GreenletExit`](crate::GreenletExit) asks a greenlet to die quietly. Thrown into a
     /// dead greenlet, it is handled as that greenlet's death would be: its
     /// first live ancestor receives `Value::new(GreenletExit)`, not a panic.
     ///

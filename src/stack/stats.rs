@@ -46,13 +46,13 @@ pub fn slab_stats() -> SlabStats {
 }
 
 /// How stacks are guarded, and what this thread's stacks take, from
-/// [`stack::stats`](crate::stack::stats).
+/// [`stack::stats`](crate::stack::stats()).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StackStats {
-    /// How stacks made now are guarded ([`guard_mode`](crate::stack::guard_mode)).
+    /// How stacks made now are guarded ([`guard_mode`](crate::stack::guard_mode())).
     pub guard_mode: GuardMode,
     /// Why not with guard regions, if not
-    /// ([`guard_fallback`](crate::stack::guard_fallback)).
+    /// ([`guard_fallback`](crate::stack::guard_fallback())).
     pub fallback: Option<GuardFallback>,
     /// Stacks in this thread's pool.
     pub pooled: usize,

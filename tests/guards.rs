@@ -52,12 +52,17 @@ fn hex(s: &str) -> usize {
 
 // ---- which guard, against what the platform does ------------------------------
 
-/// In the child: a guard region installed by hand, then touched. A platform
-/// with guard regions kills the child with SIGSEGV; one that ignores the
-/// advice lets it print and exit 0; one that refuses says so and exits 3.
+/// In the child: the crate's verdict first, then a guard region installed by
+/// hand and touched. A platform with guard regions kills the child with
+/// SIGSEGV; one that ignores the advice lets it go on and exit 0; one that
+/// refuses it makes it exit 3. Both happen in the one process, so the
+/// comparison holds even where the parent runs elsewhere (qemu-x86_64 on an
+/// x86_64 host runs children natively unless GREENLET_CHILD_RUNNER says so).
 #[test]
 fn the_guard_mode_matches_what_the_platform_does() {
     if in_child() {
+        println!("mode: {:?}", stack::guard_mode());
+        println!("fallback: {:?}", stack::guard_fallback());
         // SAFETY: a fresh private mapping of two pages, ours alone; the
         // advice and the write touch only its first page.
         unsafe {
@@ -81,41 +86,34 @@ fn the_guard_mode_matches_what_the_platform_does() {
         std::process::exit(0);
     }
     let out = run_child("the_guard_mode_matches_what_the_platform_does");
+    let stdout = text(&out.stdout);
     let platform_has_them = out.status.signal() == Some(libc::SIGSEGV);
     let forced = std::env::var("GREENLET_GUARD").as_deref() == Ok("mprotect");
-    let (mode, why) = (stack::guard_mode(), stack::guard_fallback());
+    let (mode, why) = (printed(&stdout, "mode"), printed(&stdout, "fallback"));
     eprintln!(
-        "guard mode {mode:?} ({why:?}); by hand the platform {} guard regions ({:?}: {})",
+        "guard mode {mode} ({why}); by hand the platform {} guard regions ({:?})",
         if platform_has_them { "has" } else { "has no" },
         out.status,
-        text(&out.stdout).trim()
     );
     if forced {
-        assert_eq!(
-            (mode, why),
-            (GuardMode::Mprotect, Some(GuardFallback::Forced))
-        );
-    } else if platform_has_them && !children_emulated() {
-        assert_eq!((mode, why), (GuardMode::Regions, None));
+        assert_eq!((mode, why), ("Mprotect", "Some(Forced)"), "{stdout}");
+    } else if platform_has_them {
+        assert_eq!((mode, why), ("Regions", "None"), "{stdout}");
     } else {
-        assert_eq!(mode, GuardMode::Mprotect);
+        assert_eq!(mode, "Mprotect", "{stdout}");
         assert!(
-            matches!(
-                why,
-                Some(GuardFallback::Ignored | GuardFallback::Refused(_))
-            ),
-            "{why:?}"
+            why.starts_with("Some(Ignored") || why.starts_with("Some(Refused"),
+            "{stdout}"
         );
         eprintln!(
-            "!!! NOTE: no guard regions here ({}): the guard-region path is NOT exercised by \
-             this run, only the mprotect fallback",
-            why.unwrap()
+            "!!! NOTE: no guard regions here ({why}): the guard-region path is NOT exercised by \
+             this run, only the mprotect fallback"
         );
     }
-    if emulated() {
+    if emulated() || children_emulated() {
         // qemu-user accepts MADV_GUARD_INSTALL and installs nothing: the
         // probe must have seen through it.
-        assert_eq!(why, Some(GuardFallback::Ignored), "under qemu-user");
+        assert_eq!(why, "Some(Ignored)", "under qemu-user; {stdout}");
     }
 }
 

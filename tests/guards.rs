@@ -131,6 +131,7 @@ fn forcing_the_fallback_gives_every_stack_a_guard_page_of_its_own() {
             .map(|_| stack::Stack::new(64 << 10).unwrap())
             .collect();
         assert!(stacks.iter().all(|s| s.guard() == GuardMode::Mprotect));
+        assert_eq!(stack::guard_fallback(), Some(GuardFallback::Forced));
         let stats = stack::stats();
         println!("mode: {:?}", stats.guard_mode);
         println!("fallback: {:?}", stats.fallback);

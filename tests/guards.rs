@@ -552,3 +552,18 @@ fn on_the_fallback_spawning_stops_before_the_last_mappings() {
         "the panic names the cause; {context}"
     );
 }
+
+/// A builder asking for less than the minimum gets the minimum, which has
+/// room to unwind a kill.
+#[test]
+fn the_smallest_stack_has_room_to_unwind_a_kill() {
+    let g = Greenlet::builder()
+        .stack_size(stack::MIN_STACK_SIZE - 1)
+        .spawn(|_| Greenlet::main().switch(()))
+        .unwrap();
+    g.switch(());
+    assert!(g
+        .throw(greenlet::GreenletExit)
+        .is::<greenlet::GreenletExit>());
+    assert!(g.is_dead());
+}

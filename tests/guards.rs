@@ -567,3 +567,96 @@ fn the_smallest_stack_has_room_to_unwind_a_kill() {
         .is::<greenlet::GreenletExit>());
     assert!(g.is_dead());
 }
+
+// ---- mlocked processes ------------------------------------------------------------
+
+/// `mlockall(MCL_FUTURE)` (lock on fault, so nothing is populated) makes every
+/// new mapping locked, and the kernel refuses guard regions in locked memory.
+fn lock_future_mappings() {
+    // SAFETY: mlockall has no memory-safety preconditions.
+    if unsafe { libc::mlockall(libc::MCL_FUTURE | libc::MCL_ONFAULT) } != 0 {
+        println!("mlockall refused: {}", std::io::Error::last_os_error());
+        std::process::exit(4);
+    }
+}
+
+fn child_could_not_lock(out: &Output) -> bool {
+    if out.status.code() == Some(4) {
+        eprintln!(
+            "!!! NOT TESTED HERE: mlockall was refused ({}); the mlock fallback needs \
+             RLIMIT_MEMLOCK or CAP_IPC_LOCK",
+            text(&out.stdout).trim()
+        );
+        return true;
+    }
+    false
+}
+
+/// Locked before the first stack: the probe itself is refused, and every
+/// stack gets a guard page.
+#[test]
+fn an_mlocked_process_gets_guard_pages() {
+    if in_child() {
+        lock_future_mappings();
+        let s = stack::take(SIZE).unwrap();
+        println!("guard: {:?}", s.guard());
+        println!("fallback: {:?}", stack::guard_fallback());
+        std::process::exit(0);
+    }
+    let out = run_child("an_mlocked_process_gets_guard_pages");
+    if child_could_not_lock(&out) {
+        return;
+    }
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert_eq!(printed(&stdout, "guard"), "Mprotect", "{stdout}");
+    let why = printed(&stdout, "fallback");
+    // EINVAL natively; under qemu-user the advice is ignored before anything.
+    assert!(
+        why == "Some(Refused(22))" || why == "Some(Ignored)",
+        "{stdout}"
+    );
+}
+
+/// Locked after guard regions were in use: the next install fails, stacks
+/// from then on get guard pages (and still report an overflow), and the
+/// stacks made before keep their guard regions.
+#[test]
+fn mlocking_later_switches_new_stacks_to_guard_pages() {
+    if in_child() {
+        let before = stack::take(SIZE).unwrap();
+        println!("mode before: {:?}", stack::guard_mode());
+        lock_future_mappings();
+        let after = stack::take(SIZE + (64 << 10)).unwrap(); // a new class: a new region
+        println!("stack before: {:?}", before.guard());
+        println!("stack after: {:?}", after.guard());
+        println!("fallback: {:?}", stack::guard_fallback());
+        let g = Greenlet::builder()
+            .stack_size(SIZE + (128 << 10))
+            .spawn(|_| plain(0))
+            .unwrap();
+        g.switch(());
+        println!("SURVIVED");
+        std::process::exit(0);
+    }
+    let out = run_child("mlocking_later_switches_new_stacks_to_guard_pages");
+    if child_could_not_lock(&out) {
+        return;
+    }
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    let context = format!("stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{context}");
+    assert!(stderr.contains("greenlet stack overflow"), "{context}");
+    assert!(stderr.contains("guard page"), "{context}");
+    assert_eq!(printed(&stdout, "stack after"), "Mprotect", "{context}");
+    if printed(&stdout, "mode before") == "Regions" {
+        assert_eq!(printed(&stdout, "stack before"), "Regions", "{context}");
+        assert_eq!(
+            printed(&stdout, "fallback"),
+            "Some(FailedLater(22))",
+            "{context}"
+        );
+    } else {
+        eprintln!("NOTE: no guard regions to lose here: only the guard-page path ran");
+    }
+}

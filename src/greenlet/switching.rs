@@ -173,8 +173,8 @@ fn redirect_from_dead(target: *const Inner, transfer: &mut Transfer) -> *const I
 }
 
 /// The last steps before the assembly switch from `current` to `target`,
-/// shared by switches and deaths: marks the target started, checks the slab
-/// canary, moves CURRENT to the target and tells AddressSanitizer.
+/// shared by switches and deaths: marks the target started, moves CURRENT to
+/// the target and tells AddressSanitizer.
 ///
 /// # Safety
 /// `current` must be the running greenlet and `target` a live, not running,

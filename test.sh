@@ -62,6 +62,11 @@ PROPTEST_CASES="${PROPTEST_CASES:-1000}" GREENLET_REQUIRE_GDB=1 cargo test
 step "native tests (release)"
 PROPTEST_CASES="${PROPTEST_CASES:-1000}" cargo test --release
 
+step "stack tests with the guard-page fallback forced (GREENLET_GUARD=mprotect)"
+# The suites above ran with guard regions where this kernel has them (Linux 6.13+);
+# the stack tests run again on the fallback that older kernels and qemu-user get.
+GREENLET_GUARD=mprotect cargo test --test guards --test overflow --test slab --test churn
+
 step "differential model fuzzer: crate vs model (release, ${MODEL_FUZZ_CASES:-20000} programs)"
 PROPTEST_CASES="${MODEL_FUZZ_CASES:-20000}" cargo test --release --test model_fuzz
 

@@ -71,7 +71,12 @@ fn main() {
             std::hint::black_box(mine).iter().sum::<u64>() + back
         };
         let g = if plain {
-            Greenlet::new(run)
+            // Greenlet::new panics where no stack can be had (on the
+            // fallback, near vm.max_map_count): say how far it got.
+            std::panic::catch_unwind(|| Greenlet::new(run)).unwrap_or_else(|_| {
+                eprintln!("stopped after {i} live greenlets (the panic above says why)");
+                std::process::exit(1)
+            })
         } else {
             let mut builder = Greenlet::builder().stack_kind(kind);
             if let Some(bytes) = stack_size {

@@ -145,7 +145,8 @@ fn decide() -> Option<GuardFallback> {
 /// the kernel cannot read it and can still read the page above.
 fn probe() -> Option<GuardFallback> {
     let page = unix::page_size();
-    let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EINVAL);
+    // An error without an OS code cannot happen here; -1 marks one.
+    let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(-1);
     let start = match unix::map_stack_memory(2 * page) {
         Ok(start) => start,
         Err(e) => return Some(GuardFallback::Refused(errno(e))),

@@ -74,7 +74,7 @@ pub use crate::stack::stats::{slab_stats, stats, SlabStats, StackStats};
 /// ```
 /// use greenlet::stack::{self, DEFAULT_STACK_SIZE};
 /// assert_eq!(DEFAULT_STACK_SIZE, 1 << 20);
-/// let s = stack::take(DEFAULT_STACK_SIZE).unwrap(); // what `Greenlet::new` takes
+/// let s = stack::take(DEFAULT_STACK_SIZE).unwrap(); // what a greenlet gets by default
 /// assert_eq!(s.usable_size(), DEFAULT_STACK_SIZE); // already whole pages
 /// ```
 pub const DEFAULT_STACK_SIZE: usize = 1 << 20;
@@ -86,14 +86,11 @@ pub const DEFAULT_STACK_SIZE: usize = 1 << 20;
 /// greenlet's own frames room beside both.
 ///
 /// ```
-/// use greenlet::{stack::{self, MIN_STACK_SIZE}, Greenlet, GreenletExit};
+/// use greenlet::stack::{self, MIN_STACK_SIZE};
 /// let smallest = stack::usable_size_for(MIN_STACK_SIZE).unwrap();
 /// assert_eq!(stack::usable_size_for(MIN_STACK_SIZE - 1).unwrap(), smallest);
 /// assert_eq!(stack::usable_size_for(0).unwrap(), smallest);
-/// // A builder asking for less gets that much, with room to unwind a kill.
-/// let g = Greenlet::builder().stack_size(MIN_STACK_SIZE - 1).spawn(|_| Greenlet::main().switch(())).unwrap();
-/// g.switch(());
-/// assert!(g.throw(GreenletExit).is::<GreenletExit>() && g.is_dead());
+/// assert!(stack::take(1).unwrap().usable_size() >= MIN_STACK_SIZE);
 /// ```
 pub const MIN_STACK_SIZE: usize = 32 << 10;
 
@@ -174,9 +171,10 @@ fn too_large(requested: usize) -> io::Error {
 /// which); they differ in their default size only.
 ///
 /// ```
-/// use greenlet::{Greenlet, StackKind};
-/// let g = Greenlet::builder().stack_kind(StackKind::Slab).spawn(|_| 7).unwrap();
-/// assert_eq!(g.switch(()).downcast::<i32>().unwrap(), 7);
+/// use greenlet::{stack, StackKind};
+/// let s = stack::take_kind(stack::DEFAULT_SLAB_STACK_SIZE, StackKind::Slab).unwrap();
+/// assert_eq!(s.kind(), StackKind::Slab);
+/// assert_eq!(s.guard(), stack::guard_mode()); // the same guard as any stack
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum StackKind {

@@ -27,12 +27,13 @@ pub const POOL_CAPACITY: usize = 16;
 /// Number of stacks in this thread's pool (for tests and introspection).
 ///
 /// ```
-/// use greenlet::{stack, Greenlet};
+/// use greenlet::stack;
 /// stack::trim_pool();
-/// Greenlet::new(|_| ()).switch(()); // a greenlet that dies gives its stack back
+/// stack::release(stack::take(64 << 10).unwrap()); // as a dead greenlet's stack is
 /// assert_eq!(stack::pooled(), 1);
-/// Greenlet::new(|_| ()).switch(()); // the next one reuses that same stack
-/// assert_eq!(stack::pooled(), 1);
+/// let again = stack::take(64 << 10).unwrap(); // the next one reuses it
+/// assert_eq!(stack::pooled(), 0);
+/// # drop(again);
 /// ```
 pub fn pooled() -> usize {
     with(|pool| pool.len)
@@ -43,9 +44,10 @@ pub fn pooled() -> usize {
 /// pool fills up again.
 ///
 /// ```
-/// greenlet::Greenlet::new(|_| ()).switch(()); // its stack goes to the pool
-/// assert!(greenlet::stack::trim_pool() >= 1);
-/// assert_eq!(greenlet::stack::pooled(), 0);
+/// use greenlet::stack;
+/// stack::release(stack::take(64 << 10).unwrap()); // into the pool
+/// assert!(stack::trim_pool() >= 1);
+/// assert_eq!(stack::pooled(), 0);
 /// ```
 pub fn trim_pool() -> usize {
     let mut trimmed = 0;

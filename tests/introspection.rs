@@ -312,3 +312,16 @@ fn debug_of_a_slab_greenlet() {
     assert!(high >= 20 << 10 && high <= size, "{d}");
     g.switch(());
 }
+
+#[test]
+fn debug_names_the_guard_of_the_stack() {
+    let main = Greenlet::current();
+    let g = Greenlet::new(move |_| main.switch(()));
+    g.switch(());
+    let shown = format!("{g:?}");
+    let expected = format!("guard: {:?}", greenlet::stack::guard_mode());
+    assert!(shown.contains(&expected), "{shown} lacks `{expected}`");
+    // A main greenlet runs on the thread's own stack: no guard of ours.
+    assert!(!format!("{:?}", Greenlet::main()).contains("guard"));
+    g.switch(());
+}

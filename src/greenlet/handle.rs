@@ -416,6 +416,7 @@ impl fmt::Debug for Greenlet {
             if let Some(high_water) = usage.high_water {
                 d.field("stack_high_water", &high_water);
             }
+            d.field("guard", &usage.guard);
         }
         d.finish()
     }

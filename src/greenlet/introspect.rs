@@ -16,7 +16,7 @@ use super::object::{Inner, State};
 use super::switch::INTROSPECT;
 use super::thread;
 use crate::arch;
-use crate::stack::{sanitizer, sanitizer::FakeStack};
+use crate::stack::{sanitizer, sanitizer::FakeStack, GuardMode};
 
 /// Lives on the requester's stack while the target captures its backtrace.
 struct Request {
@@ -131,6 +131,8 @@ pub(crate) struct StackUsage {
     /// stack memory has ever been touched (by this greenlet, or by an earlier
     /// one that had the same pooled stack). `None` when `mincore` fails.
     pub(crate) high_water: Option<usize>,
+    /// How the stack is guarded.
+    pub(crate) guard: GuardMode,
 }
 
 /// Stack usage of a greenlet that has a stack of its own (not a main greenlet,
@@ -155,5 +157,6 @@ pub(crate) fn stack_usage(inner: &Inner, is_current: bool) -> Option<StackUsage>
         size: stack.usable_size(),
         in_use,
         high_water: stack.touched_depth(),
+        guard: stack.guard(),
     })
 }

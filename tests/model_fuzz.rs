@@ -127,33 +127,28 @@ proptest! {
 /// The generator reaches depth: over a fixed sample of programs, the model's
 /// traces show many greenlets, long runs, throws across greenlets, caught
 /// panics, quiet deaths, re-parenting, weak handles, kills on drop (some set
-/// off by a local handle, some inside another kill) and leaked cycles.
+/// off by a local handle, some inside another kill, some by a handle that
+/// came inside a value), leaked cycles, switches with and without a tracer,
+/// tracers that panic, backtraces, and greenlets that switch away or die
+/// with no handle left to them.
 #[test]
 fn generated_programs_reach_depth() {
     type Probe = fn(&[Ev], &model::Stats) -> bool;
-    let probes: [(&str, Probe, usize); 12] = [
+    let probes: Vec<(&str, Probe, usize)> = vec![
         (
             "4+ greenlets",
             |t, _| t.iter().filter(|e| matches!(e, Ev::Created { .. })).count() >= 4,
             4,
         ),
         ("40+ events", |t, _| t.len() >= 40, 4),
-        (
-            "a throw between greenlets",
-            |t, _| {
-                t.iter().any(
-                    |e| matches!(e, Ev::Trace { throw: true, origin, target } if origin != target),
-                )
-            },
-            10,
-        ),
+        ("a throw between greenlets", |_, s| s.throws_between > 0, 10),
         (
             "a panic caught in a greenlet",
             |t, _| {
                 t.iter()
                     .any(|e| matches!(e, Ev::Caught { g, .. } if *g != 0))
             },
-            20,
+            25,
         ),
         (
             "a GreenletExit received as a value",
@@ -212,11 +207,52 @@ fn generated_programs_reach_depth() {
             },
             100,
         ),
+        ("a switch or throw traced", |_, s| s.traced > 0, 3),
+        ("a switch or throw not traced", |_, s| s.untraced > 0, 2),
+        ("a tracer that panicked", |_, s| s.tracer_panics > 0, 5),
+        (
+            "a backtrace of a suspended greenlet",
+            |_, s| s.backtraces_of_suspended > 0,
+            25,
+        ),
+        (
+            "a handle received inside a value",
+            |t, _| {
+                t.iter().any(|e| {
+                    matches!(
+                        e,
+                        Ev::Received {
+                            value: Val::With(_, Some(_)),
+                            ..
+                        } | Ev::Started {
+                            arg: Val::With(_, Some(_)),
+                            ..
+                        }
+                    )
+                })
+            },
+            5,
+        ),
+        (
+            "a kill set off by a handle in a value",
+            |_, s| s.kills_by_values > 0,
+            100,
+        ),
+        (
+            "a switch away with no handle left",
+            |_, s| s.orphan_switches > 0,
+            25,
+        ),
+        (
+            "a death with no handle left",
+            |_, s| s.orphan_deaths > 0,
+            50,
+        ),
     ];
     let mut runner = TestRunner::deterministic();
     let strategy = program::program();
     let n = 1000;
-    let mut hits = [0usize; 12];
+    let mut hits = vec![0usize; probes.len()];
     let mut steps = 0;
     for _ in 0..n {
         let program = strategy.new_tree(&mut runner).unwrap().current();

@@ -310,9 +310,13 @@ fn leaf(in_main: bool) -> BoxedStrategy<Step> {
 
 /// A list of steps where blocks nest up to two levels.
 fn steps(in_main: bool, max_len: usize) -> BoxedStrategy<Vec<Step>> {
-    let step = leaf(in_main).prop_recursive(2, 12, 4, move |inner| {
+    // proptest calls the closure again for every step it generates: it gets
+    // a clone of `leaf` (an `Arc`), not a `leaf()` built anew each time,
+    // which made generation most of the fuzzer's time in debug builds.
+    let leaf = leaf(in_main);
+    let step = leaf.clone().prop_recursive(2, 12, 4, move |inner| {
         prop_oneof![
-            4 => leaf(in_main),
+            4 => leaf.clone(),
             2 => prop::collection::vec(inner.clone(), 1..4).prop_map(Step::Catch),
             1 => prop::collection::vec(inner.clone(), 1..4).prop_map(Step::Nested),
             1 => (any_slot(), prop::collection::vec(inner.clone(), 1..4))

@@ -127,33 +127,28 @@ proptest! {
 /// The generator reaches depth: over a fixed sample of programs, the model's
 /// traces show many greenlets, long runs, throws across greenlets, caught
 /// panics, quiet deaths, re-parenting, weak handles, kills on drop (some set
-/// off by a local handle, some inside another kill) and leaked cycles.
+/// off by a local handle, some inside another kill, some by a handle that
+/// came inside a value), leaked cycles, switches with and without a tracer,
+/// tracers that panic, backtraces, and greenlets that switch away or die
+/// with no handle left to them.
 #[test]
 fn generated_programs_reach_depth() {
     type Probe = fn(&[Ev], &model::Stats) -> bool;
-    let probes: [(&str, Probe, usize); 12] = [
+    let probes: Vec<(&str, Probe, usize)> = vec![
         (
             "4+ greenlets",
             |t, _| t.iter().filter(|e| matches!(e, Ev::Created { .. })).count() >= 4,
             4,
         ),
         ("40+ events", |t, _| t.len() >= 40, 4),
-        (
-            "a throw between greenlets",
-            |t, _| {
-                t.iter().any(
-                    |e| matches!(e, Ev::Trace { throw: true, origin, target } if origin != target),
-                )
-            },
-            10,
-        ),
+        ("a throw between greenlets", |_, s| s.throws_between > 0, 10),
         (
             "a panic caught in a greenlet",
             |t, _| {
                 t.iter()
                     .any(|e| matches!(e, Ev::Caught { g, .. } if *g != 0))
             },
-            20,
+            25,
         ),
         (
             "a GreenletExit received as a value",
@@ -212,11 +207,52 @@ fn generated_programs_reach_depth() {
             },
             100,
         ),
+        ("a switch or throw traced", |_, s| s.traced > 0, 3),
+        ("a switch or throw not traced", |_, s| s.untraced > 0, 2),
+        ("a tracer that panicked", |_, s| s.tracer_panics > 0, 5),
+        (
+            "a backtrace of a suspended greenlet",
+            |_, s| s.backtraces_of_suspended > 0,
+            25,
+        ),
+        (
+            "a handle received inside a value",
+            |t, _| {
+                t.iter().any(|e| {
+                    matches!(
+                        e,
+                        Ev::Received {
+                            value: Val::With(_, Some(_)),
+                            ..
+                        } | Ev::Started {
+                            arg: Val::With(_, Some(_)),
+                            ..
+                        }
+                    )
+                })
+            },
+            5,
+        ),
+        (
+            "a kill set off by a handle in a value",
+            |_, s| s.kills_by_values > 0,
+            100,
+        ),
+        (
+            "a switch away with no handle left",
+            |_, s| s.orphan_switches > 0,
+            25,
+        ),
+        (
+            "a death with no handle left",
+            |_, s| s.orphan_deaths > 0,
+            50,
+        ),
     ];
     let mut runner = TestRunner::deterministic();
     let strategy = program::program();
     let n = 1000;
-    let mut hits = [0usize; 12];
+    let mut hits = vec![0usize; probes.len()];
     let mut steps = 0;
     for _ in 0..n {
         let program = strategy.new_tree(&mut runner).unwrap().current();
@@ -338,4 +374,161 @@ fn greenlet_exit_into_dead_and_unstarted_greenlets() {
         ],
         vec![vec![Return(4)], vec![Return(5)]],
     ));
+}
+
+/// The skeleton of `program::orphan_program` with `then` as what greenlet 1
+/// does once nothing holds it: it was started by greenlet 2's death, moved
+/// greenlet 2 under main (so the dead child's parent link no longer holds
+/// it) and dropped its own handle.
+fn nobody_holds_greenlet_1(then: Vec<program::Step>) -> Program {
+    let mut body1 = vec![Switch(0, 0), SetParent(2, 0), Drop(1)];
+    body1.extend(then);
+    Program::new(
+        vec![
+            Create(1),
+            Switch(1, 1),
+            Create(2),
+            SetParent(2, 1),
+            Switch(2, 2),
+            Observe(1),
+            Observe(2),
+        ],
+        vec![body1, vec![Return(3)]],
+    )
+}
+
+/// A greenlet with no handle left that switches away is killed by the side
+/// it switched to, before that side's switch returns (S10; the crate's
+/// orphan path, fast path refused). With a tracer, by the slow path; by a
+/// throw; through a dead greenlet; and with a handle to itself taken and
+/// dropped first (`Greenlet::current()`).
+#[test]
+fn a_greenlet_nobody_holds_is_killed_when_it_switches_away() {
+    for then in [
+        vec![Switch(0, 7)],
+        vec![Trace(true), Switch(0, 7)],
+        vec![Throw(0, 8)],
+        vec![Switch(2, 9)],
+        vec![Current(3), Drop(3), Switch(0, 7)],
+    ] {
+        let program = nobody_holds_greenlet_1(then);
+        assert_same(program.clone());
+        let stats = model::run_with_stats(&program).1;
+        assert_eq!(stats.orphan_switches, 1, "{program:?}");
+        assert!(stats.kills >= 1, "{program:?}");
+    }
+}
+
+/// A greenlet with no handle left that dies is released by the side its
+/// death goes to (S2, S10): by returning, panicking or quitting, traced or
+/// not.
+#[test]
+fn a_greenlet_nobody_holds_dies_and_is_released() {
+    for then in [
+        vec![Return(4)],
+        vec![Trace(true), Return(4)],
+        vec![Panic(5)],
+        vec![Trace(true), Quit],
+        vec![Current(3), Drop(3)],
+    ] {
+        let program = nobody_holds_greenlet_1(then);
+        assert_same(program.clone());
+        assert_eq!(
+            model::run_with_stats(&program).1.orphan_deaths,
+            1,
+            "{program:?}"
+        );
+    }
+}
+
+/// S11: a death is a traced `Switch` to the parent, a kill a `Throw` in and
+/// a `Switch` back, also when the tracer was installed while the greenlet
+/// was suspended; a self-switch is traced; `Trace(false)` stops it.
+#[test]
+fn deaths_and_kills_are_traced() {
+    assert_same(Program::new(
+        vec![
+            Create(1),
+            Switch(1, 0),
+            Trace(true),
+            Switch(0, 3),
+            Switch(1, 1),
+            Create(2),
+            Switch(2, 0),
+            Trace(false),
+            Drop(2),
+        ],
+        vec![vec![Switch(0, 2), Return(6)], vec![Switch(0, 4)]],
+    ));
+}
+
+/// S11: a tracer that panics is uninstalled and its `Boom` raised in the
+/// target instead of the value: here at a death whose value holds the only
+/// handle to the greenlet that died, so the value is dropped, and the dead
+/// greenlet released, while its death is being delivered. Also into a
+/// greenlet being started (it dies unrun), and at a self-switch.
+#[test]
+fn a_panicking_tracer_replaces_what_a_switch_carried() {
+    let program = nobody_holds_greenlet_1(vec![TracePanic(9), Current(3), ReturnWith(3, 5)]);
+    assert_same(program.clone());
+    assert_eq!(model::run_with_stats(&program).1.tracer_panics, 1);
+    assert_same(Program::new(
+        vec![Create(1), TracePanic(1), Switch(1, 0), Observe(1)],
+        vec![vec![Return(2)]],
+    ));
+    assert_same(Program::new(
+        vec![TracePanic(3), Switch(0, 0), Create(1), Switch(1, 0)],
+        vec![vec![Return(2)]],
+    ));
+}
+
+/// A backtrace of a suspended greenlet (main included) is taken on its own
+/// stack without resuming it or calling the tracer; unstarted and dead
+/// greenlets have none, the running one has its own.
+#[test]
+fn backtraces_disturb_nothing() {
+    let program = Program::new(
+        vec![
+            Create(1),
+            Backtrace(1),
+            Trace(true),
+            Switch(1, 0),
+            Backtrace(1),
+            Backtrace(0),
+            Create(2),
+            Switch(2, 0),
+            Backtrace(2),
+            Switch(1, 0),
+            Backtrace(1),
+        ],
+        vec![
+            vec![Backtrace(1), Backtrace(0), Switch(0, 1)],
+            vec![Return(2)],
+        ],
+    );
+    assert_same(program.clone());
+    assert_eq!(model::run_with_stats(&program).1.backtraces_of_suspended, 2);
+}
+
+/// A handle sent inside a value is dropped by the receiver on arrival: the
+/// only handle to the sender kills it right there, before the receiver's
+/// switch returns (Python's test_dealloc_switch_args_not_lost); the only
+/// handle to a suspended greenlet, sent to start another one, is dropped by
+/// the new greenlet, which becomes the dropper.
+#[test]
+fn a_handle_inside_a_value_is_dropped_on_arrival() {
+    for program in [
+        nobody_holds_greenlet_1(vec![Current(3), SwitchWith(0, 3, 7)]),
+        Program::new(
+            vec![Create(1), Switch(1, 0), Create(2), SwitchWith(2, 1, 5)],
+            vec![vec![Switch(0, 1)], vec![Observe(1), Return(3)]],
+        ),
+    ] {
+        assert_same(program.clone());
+        assert_eq!(
+            model::run_with_stats(&program).1.kills_by_values,
+            1,
+            "{program:?}"
+        );
+    }
 }

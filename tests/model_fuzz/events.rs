@@ -13,6 +13,10 @@ pub enum Val {
     Int(i64),
     /// `GreenletExit`, as handed back by a killed greenlet's death.
     Exit,
+    /// An integer sent together with a handle (to this greenlet, or `None`
+    /// when the slot it was taken from was empty), which the receiver drops
+    /// on arrival (`SwitchWith`, `ReturnWith`).
+    With(i64, Option<Id>),
     /// Anything else (never expected): its type name.
     Other(String),
 }
@@ -54,6 +58,8 @@ pub enum Ev {
     SetParent { g: Id, result: &'static str },
     /// What `Observe(slot)` saw; `None` for an empty slot.
     Observe { slot: usize, seen: Option<Seen> },
+    /// `Backtrace` in `g`: whether `backtrace()` of greenlet `of` gave one.
+    Backtrace { g: Id, of: Id, some: bool },
     /// `g` skipped a step: its slot was empty, or the create budget was spent.
     Skipped { g: Id },
     /// Greenlet bodies (closures or running frames) still alive at the end:
@@ -83,6 +89,7 @@ impl fmt::Debug for Ev {
             Ev::Created { g, new } => write!(f, "g{g} created g{new}"),
             Ev::SetParent { g, result } => write!(f, "g{g} set_parent: {result}"),
             Ev::Observe { slot, seen } => write!(f, "slot {slot}: {seen:?}"),
+            Ev::Backtrace { g, of, some } => write!(f, "g{g} took a backtrace of g{of}: {some}"),
             Ev::Skipped { g } => write!(f, "g{g} skipped a step"),
             Ev::Live { count } => write!(f, "{count} bodies alive at the end"),
         }

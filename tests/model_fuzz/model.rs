@@ -3,8 +3,8 @@
 //! block frames with program counters, control is a `current` variable, and
 //! strong handles are *counted from where they live* (table slots, parent
 //! links, the handle a suspended step holds, `Hold` blocks' locals, the
-//! current greenlet, a kill in progress) rather than kept in a counter, so a
-//! wrong count cannot hide.
+//! current greenlet, a kill in progress, handles travelling inside values)
+//! rather than kept in a counter, so a wrong count cannot hide.
 
 use super::events::{Ev, Id, Seen, Val};
 use super::program::{Program, Step, CREATE_BUDGET, SLOTS};
@@ -53,6 +53,9 @@ enum Data {
     Int(i64),
     /// `Value::new(GreenletExit)`: what a quiet death hands its parent (S6).
     Exit,
+    /// An integer and a handle travelling with it (`SwitchWith`,
+    /// `ReturnWith`), dropped by the receiver on arrival.
+    With(i64, Option<Id>),
 }
 
 impl Data {
@@ -60,8 +63,28 @@ impl Data {
         match self {
             Data::Int(i) => Val::Int(i),
             Data::Exit => Val::Exit,
+            Data::With(i, h) => Val::With(i, h),
         }
     }
+
+    /// The handle travelling with the value, if any.
+    fn carried(self) -> Option<Id> {
+        match self {
+            Data::With(_, h) => h,
+            _ => None,
+        }
+    }
+}
+
+/// The installed tracer (S11).
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Tracer {
+    Off,
+    /// Records every call.
+    Record,
+    /// Records every call; panics with `Boom(_)` at its first call outside a
+    /// kill.
+    Panicky(i64),
 }
 
 /// A panic payload.
@@ -110,6 +133,23 @@ pub struct Stats {
     pub kills_in_kills: usize,
     /// Kills set off by a `Hold` block letting go of its handle.
     pub kills_by_locals: usize,
+    /// Kills set off by the receiver of a value dropping the handle in it.
+    pub kills_by_values: usize,
+    /// A greenlet left running with no handle switched away (it is then
+    /// killed by the side it switched to): the crate's orphan slow path.
+    pub orphan_switches: usize,
+    /// A greenlet with no handle left died (released by its parent's side).
+    pub orphan_deaths: usize,
+    /// Switches and throws made with a tracer installed.
+    pub traced: usize,
+    /// Switches and throws made with none.
+    pub untraced: usize,
+    /// Throws (kills' included) from one greenlet into another.
+    pub throws_between: usize,
+    /// Tracers that panicked (and were uninstalled).
+    pub tracer_panics: usize,
+    /// Backtraces taken of a suspended greenlet (an introspection request).
+    pub backtraces_of_suspended: usize,
 }
 
 struct Model {
@@ -126,6 +166,12 @@ struct Model {
     stats: Stats,
     /// A `Hold` block's handle is being dropped.
     in_local_drop: bool,
+    /// A handle that came inside a value is being dropped.
+    in_value_drop: bool,
+    tracer: Tracer,
+    /// Handles travelling inside values, between the step that sent them and
+    /// the receiver that drops them.
+    flight: Vec<Id>,
 }
 
 /// Runs `program` on the model and returns its trace.
@@ -155,6 +201,9 @@ pub fn run_with_stats(program: &Program) -> (Vec<Ev>, Stats) {
         trace: Vec::new(),
         stats: Stats::default(),
         in_local_drop: false,
+        in_value_drop: false,
+        tracer: Tracer::Off,
+        flight: Vec::new(),
     };
     m.table[0] = Some(0);
     while m.step() {}
@@ -198,7 +247,8 @@ impl Model {
             .filter(|f| f.held == Some(id))
             .count();
         let held = self.held.iter().filter(|h| **h == id).count();
-        in_table + links + temps + locals + held + usize::from(self.current == id)
+        let flying = self.flight.iter().filter(|h| **h == id).count();
+        in_table + links + temps + locals + held + flying + usize::from(self.current == id)
     }
 
     fn first_live(&self, mut id: Id) -> Id {
@@ -227,7 +277,7 @@ impl Model {
                 Kind::MainScript => return false,
                 Kind::Body => {
                     let value = -(self.gs[cur as usize].body as i64);
-                    self.finish(cur, value);
+                    self.finish(cur, Data::Int(value));
                 }
                 Kind::Catch | Kind::Nested | Kind::Hold => {
                     let done = self.g(cur).frames.pop().unwrap();
@@ -310,7 +360,44 @@ impl Model {
             }
             Step::Return(v) => {
                 assert!(cur != 0, "model: main's script cannot return");
-                self.finish(cur, v);
+                self.finish(cur, Data::Int(v));
+            }
+            Step::ReturnWith(slot, v) => {
+                assert!(cur != 0, "model: main's script cannot return");
+                let carried = self.send(slot);
+                self.finish(cur, Data::With(v, carried));
+            }
+            Step::SwitchWith(to, slot, v) => match self.table[to] {
+                None => self.skip(),
+                Some(target) => {
+                    let carried = self.send(slot);
+                    self.transfer(target, Msg::Value(Data::With(v, carried)));
+                }
+            },
+            Step::Trace(on) => {
+                self.tracer = if on { Tracer::Record } else { Tracer::Off };
+                self.top().pc += 1;
+            }
+            Step::TracePanic(b) => {
+                self.tracer = Tracer::Panicky(b);
+                self.top().pc += 1;
+            }
+            Step::Backtrace(slot) => match self.table[slot] {
+                None => self.skip(),
+                Some(of) => {
+                    // Started and not dead: suspended, or running (main
+                    // always is one of the two).
+                    let some = self.gs[of as usize].state == State::Started;
+                    self.stats.backtraces_of_suspended += usize::from(some && of != cur);
+                    self.rec(Ev::Backtrace { g: cur, of, some });
+                    self.top().pc += 1;
+                }
+            },
+            Step::Current(slot) => {
+                if let Some(old) = self.table[slot].replace(cur) {
+                    self.handle_dropped(old);
+                }
+                self.top().pc += 1;
             }
             Step::Panic(b) => self.raise(cur, Payload::Boom(b)),
             Step::Quit => self.raise(cur, Payload::GreenletExit),
@@ -389,11 +476,7 @@ impl Model {
         };
         self.g(cur).temp = Some(target);
         if live == cur {
-            self.rec(Ev::Trace {
-                throw: msg.is_throw(),
-                origin: cur,
-                target: cur,
-            });
+            let msg = self.after_trace(msg, cur, cur);
             self.resume(cur, msg);
         } else {
             self.switch_to(cur, live, msg);
@@ -408,11 +491,15 @@ impl Model {
             self.g(to).state = State::Started;
         }
         self.current = to;
-        self.rec(Ev::Trace {
-            throw: msg.is_throw(),
-            origin: from,
-            target: to,
-        });
+        if !self.gs[from as usize].released && self.strong(from) == 0 {
+            // The crate's running greenlet owns no count: this is the switch
+            // (or death) of a greenlet nobody holds any more.
+            match self.gs[from as usize].state {
+                State::Dead => self.stats.orphan_deaths += 1,
+                _ => self.stats.orphan_switches += 1,
+            }
+        }
+        let msg = self.after_trace(msg, from, to);
         self.handle_dropped(from);
         if fresh {
             self.start(to, msg);
@@ -425,7 +512,8 @@ impl Model {
     fn start(&mut self, g: Id, msg: Msg) {
         match msg {
             Msg::Value(v) => {
-                self.rec(Ev::Started { g, arg: v.val() });
+                let arg = self.arrive(v);
+                self.rec(Ev::Started { g, arg });
                 let steps = self.program.bodies[self.gs[g as usize].body].clone();
                 self.g(g).frames.push(Frame::new(steps, Kind::Body, None));
             }
@@ -444,7 +532,8 @@ impl Model {
         }
         match msg {
             Msg::Value(v) => {
-                self.rec(Ev::Received { g, value: v.val() });
+                let value = self.arrive(v);
+                self.rec(Ev::Received { g, value });
                 self.top().pc += 1;
             }
             Msg::Throw(payload) => self.raise(g, payload),
@@ -487,17 +576,21 @@ impl Model {
         }
     }
 
-    /// `run` of `g` returns `value`: the blocks it returns through let go of
+    /// `run` of `g` returns `data`: the blocks it returns through let go of
     /// their handles first.
-    fn finish(&mut self, g: Id, value: i64) {
+    fn finish(&mut self, g: Id, data: Data) {
         while self.gs[g as usize].frames.len() > 1 {
             let frame = self.g(g).frames.pop().unwrap();
             self.local_dropped(frame.held);
         }
+        let value = match data {
+            Data::Int(v) | Data::With(v, _) => v,
+            Data::Exit => unreachable!("model: run returns integers"),
+        };
         self.rec(Ev::Finished { g, value });
         self.rec(Ev::BodyExit { g });
         self.g(g).body_alive = false;
-        self.die(g, Msg::Value(Data::Int(value)));
+        self.die(g, Msg::Value(data));
     }
 
     /// S2: `g` is dead; its first live ancestor resumes with `msg`, where a
@@ -513,6 +606,78 @@ impl Model {
         let parent = me.parent.expect("model: only main has no parent");
         let parent = self.first_live(parent);
         self.switch_to(g, parent, msg);
+    }
+
+    /// The handle in `table[slot]` is moved into a value being sent.
+    fn send(&mut self, slot: usize) -> Option<Id> {
+        let carried = self.table[slot].take();
+        self.flight.extend(carried);
+        carried
+    }
+
+    /// A value arrives: the handle it carries is dropped before anything
+    /// else (the driver drops it as it reads the value).
+    fn arrive(&mut self, data: Data) -> Val {
+        if let Some(h) = data.carried() {
+            self.value_dropped(h);
+        }
+        data.val()
+    }
+
+    /// A handle travelling in a value is dropped (on arrival, or with the
+    /// value a panicking tracer replaced).
+    fn value_dropped(&mut self, h: Id) {
+        let at = self
+            .flight
+            .iter()
+            .position(|f| *f == h)
+            .expect("model: a carried handle is in flight");
+        self.flight.remove(at);
+        let outer = std::mem::replace(&mut self.in_value_drop, true);
+        self.handle_dropped(h);
+        self.in_value_drop = outer;
+    }
+
+    /// The tracer's call for control moving from `origin` to `target` (S11),
+    /// if one is installed. A tracer that panics is uninstalled and its
+    /// payload returned; the driver's never panics in a kill (`in_kill`).
+    fn traced(&mut self, throw: bool, origin: Id, target: Id, in_kill: bool) -> Option<Payload> {
+        self.stats.throws_between += usize::from(throw && origin != target);
+        if self.tracer == Tracer::Off {
+            self.stats.untraced += 1;
+            return None;
+        }
+        self.stats.traced += 1;
+        self.rec(Ev::Trace {
+            throw,
+            origin,
+            target,
+        });
+        match self.tracer {
+            Tracer::Panicky(boom) if !in_kill => {
+                self.tracer = Tracer::Off;
+                self.stats.tracer_panics += 1;
+                Some(Payload::Boom(boom))
+            }
+            _ => None,
+        }
+    }
+
+    /// `msg` after the tracer's call: a panicking tracer's payload takes its
+    /// place, raised in the target, and `msg` is dropped (with the handle it
+    /// may carry) before anything else happens.
+    fn after_trace(&mut self, msg: Msg, origin: Id, target: Id) -> Msg {
+        match self.traced(msg.is_throw(), origin, target, false) {
+            None => msg,
+            Some(payload) => {
+                if let Msg::Value(data) = msg {
+                    if let Some(h) = data.carried() {
+                        self.value_dropped(h);
+                    }
+                }
+                Msg::Throw(payload)
+            }
+        }
     }
 
     /// A `Hold` block's local handle (if it had one) went away.
@@ -560,6 +725,7 @@ impl Model {
         self.stats.kills += 1;
         self.stats.kills_in_kills += usize::from(self.held.contains(&dropper));
         self.stats.kills_by_locals += usize::from(std::mem::take(&mut self.in_local_drop));
+        self.stats.kills_by_values += usize::from(std::mem::take(&mut self.in_value_drop));
         self.held.push(victim); // resurrected for the kill
         let old = self.g(victim).parent.replace(dropper);
         if let Some(old) = old {
@@ -567,11 +733,7 @@ impl Model {
         }
         // The throw: dropper -> victim.
         self.current = victim;
-        self.rec(Ev::Trace {
-            throw: true,
-            origin: dropper,
-            target: victim,
-        });
+        self.traced(true, dropper, victim, true);
         self.handle_dropped(dropper);
         // Unwinding: the pending step's handle first, then the `Hold` blocks'
         // handles from the innermost out (each may kill another greenlet, with
@@ -589,11 +751,7 @@ impl Model {
         let back_to = self.first_live(self.gs[victim as usize].parent.unwrap());
         assert_eq!(back_to, dropper, "model: a kill ends in the dropper");
         self.current = dropper;
-        self.rec(Ev::Trace {
-            throw: false,
-            origin: victim,
-            target: dropper,
-        });
+        self.traced(false, victim, dropper, true);
         // The old parent goes back (no step ran, so no cycle can have formed).
         if let Some(old) = old {
             let at = self.held.iter().rposition(|h| *h == old).unwrap();

@@ -56,6 +56,29 @@ pub enum Step {
     /// Like `Hold`, but the handle is moved out of the table (the slot is
     /// empty meanwhile), so the block's end often drops the last handle.
     Take(Slot, Vec<Step>),
+    /// `settrace` of a tracer that records every call (`true`), or of none
+    /// (`false`). Without a tracer the crate takes its switch fast path.
+    Trace(bool),
+    /// `settrace` of a tracer that records every call and panics with
+    /// `Boom(boom)` at its first call outside a kill: the crate uninstalls it
+    /// and raises the panic in the target instead of what the switch or
+    /// throw carried (S11). Inside a kill it lets the call pass, so that a
+    /// kill's `GreenletExit` and its death stay what they are.
+    TracePanic(i64),
+    /// `table[slot].backtrace()`: records whether it gave one (S11's
+    /// introspection: it must not resume the greenlet or call the tracer).
+    Backtrace(Slot),
+    /// `table[slot] = Greenlet::current()`: a handle to the running greenlet,
+    /// which may have had none left. The handle it replaces is dropped.
+    Current(Slot),
+    /// `table[to].switch(With(value, table[slot].take()))`: a handle moved
+    /// into the value; whoever receives it drops it on arrival, which may be
+    /// the last handle (to the sender, say).
+    SwitchWith(Slot, Slot, i64),
+    /// Returns from `run` with `With(value, table[slot].take())` (bodies
+    /// only): the parent drops that handle when the death arrives, which may
+    /// be the last one to the greenlet that just died.
+    ReturnWith(Slot, i64),
 }
 
 /// Main's script and one body per slot (index 0 is unused: main has no body).
@@ -204,6 +227,12 @@ fn write_step(f: &mut fmt::Formatter<'_>, step: &Step, indent: usize) -> fmt::Re
             write_steps(f, inner, indent)?;
             write!(f, ")")
         }
+        Step::Trace(on) => write!(f, "Trace({on})"),
+        Step::TracePanic(b) => write!(f, "TracePanic({b})"),
+        Step::Backtrace(s) => write!(f, "Backtrace({s})"),
+        Step::Current(s) => write!(f, "Current({s})"),
+        Step::SwitchWith(to, s, v) => write!(f, "SwitchWith({to}, {s}, {v})"),
+        Step::ReturnWith(s, v) => write!(f, "ReturnWith({s}, {v})"),
     }
 }
 
@@ -246,7 +275,8 @@ fn small() -> impl Strategy<Value = i64> {
     -99i64..100
 }
 
-/// Steps that are not blocks. `in_main`: no `Return` (main never returns).
+/// Steps that are not blocks. `in_main`: no `Return` or `ReturnWith` (main
+/// never returns).
 fn leaf(in_main: bool) -> BoxedStrategy<Step> {
     let common = prop_oneof![
         6 => (any_slot(), small()).prop_map(|(to, v)| Step::Switch(to, v)),
@@ -257,16 +287,22 @@ fn leaf(in_main: bool) -> BoxedStrategy<Step> {
         1 => any_slot().prop_map(Step::Observe),
         1 => small().prop_map(Step::Panic),
         1 => any_slot().prop_map(Step::Exit),
-        1 => any_slot().prop_map(Step::Downgrade),
-        1 => any_slot().prop_map(Step::Upgrade),
+        2 => any_slot().prop_map(Step::Downgrade),
+        2 => any_slot().prop_map(Step::Upgrade),
+        2 => any::<bool>().prop_map(Step::Trace),
+        1 => small().prop_map(Step::TracePanic),
+        2 => any_slot().prop_map(Step::Backtrace),
+        1 => greenlet_slot().prop_map(Step::Current),
+        2 => (any_slot(), greenlet_slot(), small()).prop_map(|(to, s, v)| Step::SwitchWith(to, s, v)),
     ];
     if in_main {
         common.boxed()
     } else {
         prop_oneof![
-            24 => common,
+            29 => common,
             2 => small().prop_map(Step::Return),
             1 => Just(Step::Quit),
+            1 => (greenlet_slot(), small()).prop_map(|(s, v)| Step::ReturnWith(s, v)),
         ]
         .boxed()
     }
@@ -274,9 +310,13 @@ fn leaf(in_main: bool) -> BoxedStrategy<Step> {
 
 /// A list of steps where blocks nest up to two levels.
 fn steps(in_main: bool, max_len: usize) -> BoxedStrategy<Vec<Step>> {
-    let step = leaf(in_main).prop_recursive(2, 12, 4, move |inner| {
+    // proptest calls the closure again for every step it generates: it gets
+    // a clone of `leaf` (an `Arc`), not a `leaf()` built anew each time,
+    // which made generation most of the fuzzer's time in debug builds.
+    let leaf = leaf(in_main);
+    let step = leaf.clone().prop_recursive(2, 12, 4, move |inner| {
         prop_oneof![
-            4 => leaf(in_main),
+            4 => leaf.clone(),
             2 => prop::collection::vec(inner.clone(), 1..4).prop_map(Step::Catch),
             1 => prop::collection::vec(inner.clone(), 1..4).prop_map(Step::Nested),
             1 => (any_slot(), prop::collection::vec(inner.clone(), 1..4))
@@ -288,17 +328,76 @@ fn steps(in_main: bool, max_len: usize) -> BoxedStrategy<Vec<Step>> {
     prop::collection::vec(step, 0..max_len).boxed()
 }
 
+/// Random programs, and one in four shaped to leave a greenlet running
+/// with no handle to it (see [`orphan_program`]).
+pub fn program() -> impl Strategy<Value = Program> {
+    prop_oneof![
+        3 => random_program(),
+        1 => orphan_program(),
+    ]
+}
+
 /// Programs with a main script that creates greenlets first, so that most
 /// steps have something to act on.
-pub fn program() -> impl Strategy<Value = Program> {
+fn random_program() -> impl Strategy<Value = Program> {
     let creates = prop::collection::vec(greenlet_slot().prop_map(Step::Create), 1..4);
     (
         creates,
-        steps(true, 30),
-        prop::collection::vec(steps(false, 14), SLOTS),
+        steps(true, 36),
+        prop::collection::vec(steps(false, 16), SLOTS),
     )
         .prop_map(|(mut main, rest, bodies)| {
             main.extend(rest);
             Program::new(main, bodies)
         })
+}
+
+/// Random steps around the skeleton of Python greenlet's
+/// `test_dealloc_switch_args_not_lost`: greenlet 1 waits in main; greenlet
+/// 2, made with greenlet 1 as its parent, dies into it; greenlet 1 moves
+/// greenlet 2 under main and drops its own handle.
+///
+/// A greenlet that a switch resumed is held by the switcher's handle until
+/// the switcher runs again, so random programs almost never leave the
+/// running greenlet without a handle: only a death into it can, once the
+/// dead child's parent link is moved away. Here greenlet 1 then runs with no
+/// handle at all, and whatever it does next (switch away, return, panic,
+/// take `Greenlet::current()`, die with a tracer on or off) goes through the
+/// crate's paths for a greenlet nobody holds.
+fn orphan_program() -> impl Strategy<Value = Program> {
+    // Half the time, what it does first is to switch away: to main, or
+    // through greenlet 2 (dead: to main again, by the slow path).
+    let to = prop_oneof![3 => Just(0), 1 => Just(2)];
+    let away = prop::option::of(prop_oneof![
+        3 => (to.clone(), small()).prop_map(|(to, v)| Step::Switch(to, v)),
+        1 => (to.clone(), greenlet_slot(), small()).prop_map(|(to, s, v)| Step::SwitchWith(to, s, v)),
+        1 => (to, small()).prop_map(|(to, b)| Step::Throw(to, b)),
+    ]);
+    (
+        (small(), small()),
+        steps(false, 2),
+        (away, steps(false, 10)),
+        steps(false, 3),
+        steps(true, 20),
+        prop::collection::vec(steps(false, 14), SLOTS - 2),
+    )
+        .prop_map(
+            |((a, b), before, (away, after), body2, main_rest, others)| {
+                let mut main = vec![
+                    Step::Create(1),
+                    Step::Switch(1, a),
+                    Step::Create(2),
+                    Step::SetParent(2, 1),
+                    Step::Switch(2, b),
+                ];
+                main.extend(main_rest);
+                let mut body1 = before;
+                body1.extend([Step::Switch(0, 0), Step::SetParent(2, 0), Step::Drop(1)]);
+                body1.extend(away);
+                body1.extend(after);
+                let mut bodies = vec![body1, body2];
+                bodies.extend(others);
+                Program::new(main, bodies)
+            },
+        )
 }

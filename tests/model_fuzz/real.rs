@@ -1,6 +1,7 @@
 //! The driver that runs a program on the real crate: every greenlet's closure
 //! interprets its body, handles live in a table that main and every greenlet
-//! share, and a tracer and the steps themselves record the trace.
+//! share, and the steps themselves (and the tracers that `Trace` steps
+//! install) record the trace.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -78,8 +79,14 @@ fn identity(g: &Greenlet) -> u64 {
 
 enum Flow {
     Next,
-    Return(i64),
+    /// `run` returns this value, with a handle inside it (`ReturnWith`) or
+    /// without (`Return`, or the end of the body: `None`).
+    Return(i64, Option<Option<Greenlet>>),
 }
+
+/// A value with a handle inside (`SwitchWith`, `ReturnWith`): whoever
+/// receives it drops the handle on arrival (in [`val`]).
+struct With(i64, Option<Greenlet>);
 
 impl Ctx {
     fn rec(&self, ev: Ev) {
@@ -105,12 +112,50 @@ impl Ctx {
     }
 }
 
-fn val(v: Value) -> Val {
+/// What a value that arrived is, for the trace; a handle inside it is
+/// dropped here, before the arrival is recorded.
+fn val(ctx: &Ctx, v: Value) -> Val {
     match v.downcast::<i64>() {
         Ok(i) => Val::Int(i),
         Err(v) if v.is::<GreenletExit>() => Val::Exit,
-        Err(v) => Val::Other(v.type_name().to_string()),
+        Err(v) => match v.downcast::<With>() {
+            Ok(With(i, handle)) => {
+                let id = handle.as_ref().map(|g| ctx.id_of(g));
+                drop(handle);
+                Val::With(i, id)
+            }
+            Err(v) => Val::Other(v.type_name().to_string()),
+        },
     }
+}
+
+/// A tracer that records every call; with `panic_with`, it also panics with
+/// that `Boom` at its first call outside a kill (the crate then uninstalls
+/// it and raises the panic in the target, S11). Inside a kill it does not:
+/// a victim that received a `Boom` instead of `GreenletExit` would run steps
+/// in the middle of a drop, and a dropper that received one swallows it with
+/// a report on stderr.
+fn tracer(ctx: &Rc<Ctx>, panic_with: Option<i64>) -> greenlet::Tracer {
+    let ctx = ctx.clone();
+    Rc::new(move |event, origin, target| {
+        let ev = Ev::Trace {
+            throw: event == Event::Throw,
+            origin: ctx.id_of(origin),
+            target: ctx.id_of(target),
+        };
+        ctx.rec(ev);
+        if let Some(boom) = panic_with {
+            if !being_killed(origin) && !being_killed(target) {
+                panic::panic_any(Boom(boom));
+            }
+        }
+    })
+}
+
+/// Is `g` the victim of a kill in progress? A weak handle does not upgrade
+/// then, though strong handles exist (S13; `g` is one).
+fn being_killed(g: &Greenlet) -> bool {
+    g.downgrade().upgrade().is_none()
 }
 
 /// Runs `program` on the crate and returns its trace.
@@ -129,15 +174,9 @@ pub fn run(program: &Program) -> Vec<Ev> {
     let main = Greenlet::current();
     ctx.ids.borrow_mut().insert(identity(&main), 0);
     ctx.table.borrow_mut()[0] = Some(main);
-    let tracer_ctx = ctx.clone();
-    settrace(Some(Rc::new(move |event, origin, target| {
-        let ev = Ev::Trace {
-            throw: event == Event::Throw,
-            origin: tracer_ctx.id_of(origin),
-            target: tracer_ctx.id_of(target),
-        };
-        tracer_ctx.rec(ev);
-    })));
+    // Programs start without a tracer, so that the crate takes its fast
+    // paths until a `Trace` step installs one.
+    settrace(None);
 
     for step in &program.main {
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
@@ -145,7 +184,7 @@ pub fn run(program: &Program) -> Vec<Ev> {
         }));
         match outcome {
             Ok(Flow::Next) => {}
-            Ok(Flow::Return(_)) => panic!("driver: main's script cannot return"),
+            Ok(Flow::Return(..)) => panic!("driver: main's script cannot return"),
             Err(p) => match p.downcast::<Boom>() {
                 Ok(boom) => ctx.rec(Ev::Caught { g: 0, boom: boom.0 }),
                 Err(p) if p.is::<GreenletExit>() => ctx.rec(Ev::CaughtExit { g: 0 }),
@@ -215,20 +254,21 @@ fn create(ctx: &Rc<Ctx>, by: Id, slot: usize) {
     let g = Builder::new()
         .stack_size(64 << 10)
         .stack_kind(kind)
-        .spawn(move |arg: Value| -> i64 {
+        .spawn(move |arg: Value| -> Value {
             let _alive = alive;
             let ctx = body_ctx;
             let _exit = ExitGuard(ctx.clone(), id);
-            ctx.rec(Ev::Started {
-                g: id,
-                arg: val(arg),
-            });
-            let value = match exec(&ctx, id, &ctx.program.bodies[slot]) {
-                Flow::Return(v) => v,
-                Flow::Next => -(slot as i64),
+            let arg = val(&ctx, arg);
+            ctx.rec(Ev::Started { g: id, arg });
+            let (value, with) = match exec(&ctx, id, &ctx.program.bodies[slot]) {
+                Flow::Return(v, with) => (v, with),
+                Flow::Next => (-(slot as i64), None),
             };
             ctx.rec(Ev::Finished { g: id, value });
-            value
+            match with {
+                None => Value::new(value),
+                Some(handle) => Value::new(With(value, handle)),
+            }
         })
         .expect("driver: spawn");
     ctx.ids.borrow_mut().insert(identity(&g), id);
@@ -286,7 +326,33 @@ fn exec(ctx: &Rc<Ctx>, who: Id, steps: &[Step]) -> Flow {
                 let seen = observe(ctx, *slot);
                 ctx.rec(seen);
             }
-            Step::Return(v) => return Flow::Return(*v),
+            Step::Return(v) => return Flow::Return(*v, None),
+            Step::ReturnWith(slot, v) => return Flow::Return(*v, Some(ctx.replace(*slot, None))),
+            Step::SwitchWith(to, slot, v) => {
+                let got = ctx.get(*to).map(|t| {
+                    let handle = ctx.replace(*slot, None);
+                    t.switch(With(*v, handle))
+                });
+                received(ctx, who, got);
+            }
+            Step::Trace(on) => {
+                settrace(on.then(|| tracer(ctx, None)));
+            }
+            Step::TracePanic(boom) => {
+                settrace(Some(tracer(ctx, Some(*boom))));
+            }
+            Step::Backtrace(slot) => match ctx.get(*slot) {
+                None => ctx.rec(Ev::Skipped { g: who }),
+                Some(of) => {
+                    let some = of.backtrace().is_some();
+                    ctx.rec(Ev::Backtrace {
+                        g: who,
+                        of: ctx.id_of(&of),
+                        some,
+                    });
+                }
+            },
+            Step::Current(slot) => drop(ctx.replace(*slot, Some(Greenlet::current()))),
             Step::Panic(b) => panic::panic_any(Boom(*b)),
             Step::Quit => panic::panic_any(GreenletExit),
             Step::Catch(inner) => {
@@ -303,8 +369,8 @@ fn exec(ctx: &Rc<Ctx>, who: Id, steps: &[Step]) -> Flow {
                 }
             }
             Step::Nested(inner) => {
-                if let Flow::Return(v) = nested(ctx, who, inner) {
-                    return Flow::Return(v);
+                if let ret @ Flow::Return(..) = nested(ctx, who, inner) {
+                    return ret;
                 }
             }
             Step::Hold(slot, inner) | Step::Take(slot, inner) => {
@@ -313,8 +379,8 @@ fn exec(ctx: &Rc<Ctx>, who: Id, steps: &[Step]) -> Flow {
                     Step::Take(..) => ctx.replace(*slot, None),
                     _ => ctx.get(*slot),
                 };
-                if let Flow::Return(v) = exec(ctx, who, inner) {
-                    return Flow::Return(v);
+                if let ret @ Flow::Return(..) = exec(ctx, who, inner) {
+                    return ret;
                 }
             }
         }
@@ -324,13 +390,14 @@ fn exec(ctx: &Rc<Ctx>, who: Id, steps: &[Step]) -> Flow {
 
 /// Records what a switch or throw of `who` returned, or that its slot was empty.
 fn received(ctx: &Ctx, who: Id, got: Option<Value>) {
-    ctx.rec(match got {
+    let ev = match got {
         None => Ev::Skipped { g: who },
         Some(value) => Ev::Received {
             g: who,
-            value: val(value),
+            value: val(ctx, value),
         },
-    })
+    };
+    ctx.rec(ev);
 }
 
 /// One frame deeper, with a KiB of locals that must survive the switches

@@ -41,7 +41,7 @@ pub(crate) unsafe fn kill(this: NonNull<Inner>) -> bool {
     restore_parent(inner, this, old_parent);
     if let Err(payload) = outcome {
         super::report::report(&format!(
-            "greenlet: a greenlet killed on drop raised a panic instead of dying quietly: {}",
+            "greenlet: a greenlet killed on drop raised a panic instead of dying quietly (or a tracer panicked during the kill): {}",
             super::report::describe_panic(&*payload)
         ));
         entry::drop_quietly(payload);

@@ -377,14 +377,14 @@ fn floating_point_values_survive_switches() {
 
 /// Reads and sets the hardware rounding mode through inline assembly.
 mod rounding {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
     pub fn get() -> u32 {
         let mut csr: u32 = 0;
         // SAFETY: stmxcsr only stores the control register into our local.
         unsafe { std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack)) };
         (csr >> 13) & 3
     }
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
     pub fn set(mode: u32) {
         let mut csr: u32 = 0;
         // SAFETY: read-modify-write of MXCSR's rounding field only; any value
@@ -441,6 +441,40 @@ mod rounding {
             fpc = (fpc & !3) | u64::from(mode & 3);
             std::arch::asm!("sfpc {}", in(reg) fpc, options(nomem, nostack));
         }
+    }
+    #[cfg(target_arch = "powerpc64")]
+    pub fn get() -> u32 {
+        let fpscr: u64;
+        // SAFETY: mffs only copies FPSCR into a scratch FP register, which is
+        // then moved to a GPR; nothing else changes.
+        unsafe {
+            std::arch::asm!(
+                "mffs {f}",
+                "mffprd {r}, {f}",
+                f = out(freg) _,
+                r = out(reg) fpscr,
+                options(nomem, nostack)
+            )
+        };
+        (fpscr & 3) as u32
+    }
+    #[cfg(target_arch = "powerpc64")]
+    pub fn set(mode: u32) {
+        // SAFETY: read-modify-write of FPSCR field 7 (XE, NI and RN) keeping
+        // XE and NI; 0..=3 are all valid modes (nearest, zero, +inf, -inf).
+        unsafe {
+            std::arch::asm!(
+                "mffs {f}",
+                "mffprd {r}, {f}",
+                "rldimi {r}, {mode}, 0, 62",
+                "mtfprd {f}, {r}",
+                "mtfsf 0x01, {f}",
+                f = out(freg) _,
+                r = out(reg) _,
+                mode = in(reg) u64::from(mode & 3),
+                options(nomem, nostack)
+            )
+        };
     }
 }
 

@@ -5,8 +5,8 @@
 //!
 //! Under qemu-user without binfmt_misc the child cannot be executed directly;
 //! it is then started through `qemu-<arch> -L <sysroot>` (the sysroot comes from
-//! `QEMU_LD_PREFIX`, else `/usr/<arch>-linux-gnu`), and the test fails loudly if
-//! neither works.
+//! `QEMU_LD_PREFIX`, else Debian's `/usr/<triple>`; see `emulator`), and the
+//! test fails loudly if neither works.
 
 #![allow(dead_code)] // each test file uses part of this helper
 
@@ -48,10 +48,9 @@ pub fn run_child_with(name: &str, envs: &[(&str, &str)]) -> Output {
         }
         _ => {
             // Run the child through the emulator too.
-            let arch = std::env::consts::ARCH;
-            let sysroot = std::env::var("QEMU_LD_PREFIX")
-                .unwrap_or_else(|_| format!("/usr/{arch}-linux-gnu"));
-            let qemu = format!("qemu-{arch}");
+            let (qemu, triple) = emulator();
+            let sysroot =
+                std::env::var("QEMU_LD_PREFIX").unwrap_or_else(|_| format!("/usr/{triple}"));
             Command::new(&qemu)
                 .arg("-L")
                 .arg(&sysroot)
@@ -69,6 +68,23 @@ pub fn run_child_with(name: &str, envs: &[(&str, &str)]) -> Output {
                     )
                 })
         }
+    }
+}
+
+/// The qemu-user program for this CPU and the GNU triple of its Debian
+/// sysroot: mostly `qemu-<arch>` and `<arch>-linux-gnu`, where Rust's name for
+/// the CPU is not the one qemu and Debian use.
+fn emulator() -> (String, String) {
+    let arch = std::env::consts::ARCH;
+    let (qemu, triple) = match arch {
+        "x86" => ("i386", "i686-linux-gnu"),
+        "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", "powerpc64le-linux-gnu"),
+        _ => (arch, ""),
+    };
+    if triple.is_empty() {
+        (format!("qemu-{arch}"), format!("{arch}-linux-gnu"))
+    } else {
+        (format!("qemu-{qemu}"), triple.to_string())
     }
 }
 

@@ -5,8 +5,8 @@
 //!
 //! Under qemu-user without binfmt_misc the child cannot be executed directly;
 //! it is then started through `qemu-<arch> -L <sysroot>` (the sysroot comes from
-//! `QEMU_LD_PREFIX`, else Debian's `/usr/<triple>`; see `emulator`), and the
-//! test fails loudly if neither works.
+//! `QEMU_LD_PREFIX`, else the CPU's usual one; see `emulator`), and the test
+//! fails loudly if neither works.
 
 #![allow(dead_code)] // each test file uses part of this helper
 
@@ -48,9 +48,8 @@ pub fn run_child_with(name: &str, envs: &[(&str, &str)]) -> Output {
         }
         _ => {
             // Run the child through the emulator too.
-            let (qemu, triple) = emulator();
-            let sysroot =
-                std::env::var("QEMU_LD_PREFIX").unwrap_or_else(|_| format!("/usr/{triple}"));
+            let (qemu, default_sysroot) = emulator();
+            let sysroot = std::env::var("QEMU_LD_PREFIX").unwrap_or(default_sysroot);
             Command::new(&qemu)
                 .arg("-L")
                 .arg(&sysroot)
@@ -71,20 +70,21 @@ pub fn run_child_with(name: &str, envs: &[(&str, &str)]) -> Output {
     }
 }
 
-/// The qemu-user program for this CPU and the GNU triple of its Debian
-/// sysroot: mostly `qemu-<arch>` and `<arch>-linux-gnu`, where Rust's name for
-/// the CPU is not the one qemu and Debian use.
+/// The qemu-user program for this CPU and its default sysroot: mostly
+/// `qemu-<arch>` and Debian's `/usr/<arch>-linux-gnu`, where Rust's name for
+/// the CPU is not the one qemu and Debian use. i386 programs run on the host's
+/// own 32-bit libraries (`/lib32`, Debian's libc6-i386), as they do natively:
+/// with `/usr/i686-linux-gnu` the cross loader would still find the host's
+/// `/lib32` libc through `/etc/ld.so.cache`, and a loader and libc from two
+/// glibc builds hang in the first `pthread_create`.
 fn emulator() -> (String, String) {
     let arch = std::env::consts::ARCH;
-    let (qemu, triple) = match arch {
-        "x86" => ("i386", "i686-linux-gnu"),
-        "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", "powerpc64le-linux-gnu"),
-        _ => (arch, ""),
-    };
-    if triple.is_empty() {
-        (format!("qemu-{arch}"), format!("{arch}-linux-gnu"))
-    } else {
-        (format!("qemu-{qemu}"), triple.to_string())
+    match arch {
+        "x86" => ("qemu-i386".into(), "/".into()),
+        "powerpc64" if cfg!(target_endian = "little") => {
+            ("qemu-ppc64le".into(), "/usr/powerpc64le-linux-gnu".into())
+        }
+        _ => (format!("qemu-{arch}"), format!("/usr/{arch}-linux-gnu")),
     }
 }
 

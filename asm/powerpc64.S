@@ -102,10 +102,10 @@
  * `mtfsf` writes whole 4-bit fields; fields 6 and 7 of the low word hold
  * exactly the enables, NI and RN, and field 7 of the upper word holds DRN, so
  * writing those three fields installs the other side's control bits and
- * leaves the thread's flags alone. `mtfsf` serialises the FP unit, so it is
- * skipped when the control bits already agree, which is nearly always.
- * `mffs` (read) is needed on both sides; POWER9's lighter `mffsl` is not used
- * because ppc64le's baseline is POWER8.
+ * leaves the thread's flags alone. `mtfsf` is a costly, serialising write,
+ * so it is skipped when the control bits already agree, which is nearly
+ * always. Each switch reads ours with `mffs`; POWER9's lighter `mffsl` is not
+ * used because ppc64le's baseline is POWER8.
  *
  * Other choices:
  *  - The resumed side is entered with `mtctr` + `bctr`, not `mtlr` + `blr`.
@@ -117,8 +117,13 @@
  *  - v20-v31 are stored with `stvx` (POWER8 has no displacement form for
  *    vectors): six index registers and two base registers, r1 and r1 + 96,
  *    reach all twelve slots, before and after the swap.
- *  - The CR fields are restored with three `mtocrf` (one field each), which
- *    POWER executes as simple moves; a multi-field `mtcrf` is microcoded.
+ *  - The CR fields are restored with three single-field `mtocrf`, as GCC's
+ *    own ELFv2 epilogues do: the one-field form is the fast one on POWER4
+ *    and later, a multi-field `mtcrf` is not.
+ *  - CFI describes the CFA, LR, r14-r31 and f14-f31 across the whole switch,
+ *    so that a profiler or debugger stopped inside it can walk on to callers
+ *    that keep their frame in r31. Vector and CR save slots are not described:
+ *    DWARF unwinders do not need them to walk.
  */
 
 #if !defined(_CALL_ELF) || _CALL_ELF != 2
@@ -321,6 +326,10 @@ GREENLET_SWITCH:
         lfd     %f30, FPR(30)(%r1)
         lfd     %f31, FPR(31)(%r1)
         ld      %r2, FRAME_TOC(%r1)
+        /* Every register holds its value again; the slots are about to fall
+           below the stack pointer. */
+        .cfi_restore 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31
+        .cfi_restore 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63
 #ifdef GREENLET_FP_CONTROL
         ld      %r7, FRAME_FPSCR(%r1)   /* theirs */
         li      %r8, FPSCR_DRN_SHIFTED

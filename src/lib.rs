@@ -55,7 +55,8 @@
 //! # How it is built
 //!
 //! The stack switch is hand-written assembly, one file per CPU family
-//! (`asm/x86_64.S`, `asm/aarch64.S`, `asm/riscv64.S`, `asm/s390x.S`), reached only through
+//! (`asm/x86_64.S`, `asm/x86.S` for i686, `asm/aarch64.S`, `asm/riscv64.S`, `asm/s390x.S`,
+//! `asm/powerpc64.S` for powerpc64le), reached only through
 //! [`arch`]. Every greenlet runs on an mmap'ed stack with a guard page below it
 //! ([`stack`]). See `docs/design.md` for the layers and `docs/semantics.md` for
 //! the mapping from Python's greenlet.

@@ -200,10 +200,16 @@ fn deepest_resident(stack: &Stack) -> Option<usize> {
     let top = stack.top() as usize;
     let end = (top + page - 1) & !(page - 1);
     let pages = (end - bottom) / page;
-    let mut resident = vec![0u8; pages];
+    // The kernel writes one byte per page, but the vector has room for one per
+    // 4 KiB, the smallest page Linux has: qemu-user running a guest whose
+    // pages are larger than the host's (loongarch64's 16 KiB on a 4 KiB host)
+    // writes one byte per host page, past a vector sized for the guest's.
+    // Only the first `pages` bytes are read.
+    let mut resident = vec![0u8; (end - bottom).div_ceil(4096).max(pages)];
     // SAFETY: [bottom, end) lies inside one mapping that holds this stack
     // (for a slab stack, `end` may reach into the slot above, same mapping);
-    // `resident` has one byte per page. mincore reads page tables only.
+    // `resident` has at least one byte per 4 KiB of it, more than mincore
+    // writes. mincore reads page tables only.
     let rc = unsafe {
         libc::mincore(
             bottom as *mut libc::c_void,
@@ -214,6 +220,6 @@ fn deepest_resident(stack: &Stack) -> Option<usize> {
     if rc != 0 {
         return None;
     }
-    let lowest = resident.iter().position(|&r| r & 1 != 0)?;
+    let lowest = resident[..pages].iter().position(|&r| r & 1 != 0)?;
     Some(top - (bottom + lowest * page))
 }

@@ -442,6 +442,28 @@ mod rounding {
             std::arch::asm!("sfpc {}", in(reg) fpc, options(nomem, nostack));
         }
     }
+    #[cfg(target_arch = "loongarch64")]
+    pub fn get() -> u32 {
+        let fcsr3: u64;
+        // SAFETY: reading FCSR3 (the rounding-mode field alone) has no side
+        // effects.
+        unsafe {
+            std::arch::asm!("movfcsr2gr {}, $fcsr3", out(reg) fcsr3, options(nomem, nostack))
+        };
+        ((fcsr3 >> 8) & 3) as u32
+    }
+    #[cfg(target_arch = "loongarch64")]
+    pub fn set(mode: u32) {
+        // SAFETY: FCSR3 is the rounding-mode field alone (bits 8-9 of FCSR0);
+        // 0..=3 are all valid modes (nearest, zero, +inf, -inf).
+        unsafe {
+            std::arch::asm!(
+                "movgr2fcsr $fcsr3, {}",
+                in(reg) u64::from(mode & 3) << 8,
+                options(nomem, nostack)
+            )
+        };
+    }
     #[cfg(target_arch = "powerpc64")]
     pub fn get() -> u32 {
         let fpscr: u64;

@@ -328,8 +328,42 @@ GREENLET_SWITCH:
         ld      %r2, FRAME_TOC(%r1)
         /* Every register holds its value again; the slots are about to fall
            below the stack pointer. */
-        .cfi_restore 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31
-        .cfi_restore 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63
+        .cfi_restore 14
+        .cfi_restore 15
+        .cfi_restore 16
+        .cfi_restore 17
+        .cfi_restore 18
+        .cfi_restore 19
+        .cfi_restore 20
+        .cfi_restore 21
+        .cfi_restore 22
+        .cfi_restore 23
+        .cfi_restore 24
+        .cfi_restore 25
+        .cfi_restore 26
+        .cfi_restore 27
+        .cfi_restore 28
+        .cfi_restore 29
+        .cfi_restore 30
+        .cfi_restore 31
+        .cfi_restore 46
+        .cfi_restore 47
+        .cfi_restore 48
+        .cfi_restore 49
+        .cfi_restore 50
+        .cfi_restore 51
+        .cfi_restore 52
+        .cfi_restore 53
+        .cfi_restore 54
+        .cfi_restore 55
+        .cfi_restore 56
+        .cfi_restore 57
+        .cfi_restore 58
+        .cfi_restore 59
+        .cfi_restore 60
+        .cfi_restore 61
+        .cfi_restore 62
+        .cfi_restore 63
 #ifdef GREENLET_FP_CONTROL
         ld      %r7, FRAME_FPSCR(%r1)   /* theirs */
         li      %r8, FPSCR_DRN_SHIFTED

@@ -29,7 +29,7 @@
  * fields cr2-cr4, r1 (the stack pointer) and r2 (the TOC pointer). r13 is the
  * thread pointer and stays: both contexts run on one thread. LR is saved
  * because it is the return address. VRSAVE is not: ELFv2 reserves it, Linux
- * neither reads nor switches it, and GCC and LLVM do not maintain it there.
+ * neither reads nor switches it, and compilers for ELFv2 Linux do not update it.
  *
  * The TOC pointer (r2). ELFv2 promises a caller that r2 is the same after a
  * call to a function like this one (no TOC of its own, st_other 0) as before.

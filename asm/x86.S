@@ -61,8 +61,8 @@
  *      +--------------------------+           +--------------------------+
  *        ^ stored to *save_sp                   ^ load_sp
  *
- * Alignment: Linux i386 code (GCC since 4.5, and Rust) keeps esp 16-aligned at
- * every call, so a function starts with esp = 12 (mod 16). The saved frame
+ * Alignment: Linux i386 code keeps esp 16-aligned at every call (GCC and Rust
+ * both assume it), so a function starts with esp = 12 (mod 16). The saved frame
  * itself needs no alignment (stmxcsr wants 4). GREENLET_INIT puts the frame at
  * top - (F + 20), so that GREENLET_ENTRY runs with esp = top, 16-aligned; it
  * pushes 16 bytes of arguments (two words and 8 of padding) and calls entry

@@ -2,7 +2,8 @@
 # The whole test suite, on a fresh machine: installs what it needs, then runs
 # formatting, lints, native tests (debug and release), Valgrind, AddressSanitizer
 # and Miri (x86_64, nightly), every example, and the full test suite under
-# qemu-user for aarch64, riscv64, s390x and armv7.
+# qemu-user for aarch64, riscv64, s390x, armv7 and powerpc64le, and for i686
+# natively (an x86_64 kernel runs 32-bit binaries; qemu-i386 where it cannot).
 #
 #   ./test.sh            everything
 #   ./test.sh native     skip the cross targets
@@ -13,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 CROSS_TARGETS=(aarch64-unknown-linux-gnu riscv64gc-unknown-linux-gnu s390x-unknown-linux-gnu
-               armv7-unknown-linux-gnueabihf)
+               armv7-unknown-linux-gnueabihf i686-unknown-linux-gnu powerpc64le-unknown-linux-gnu)
 mode="${1:-all}"
 
 step() { printf '\n=== %s ===\n' "$*"; }
@@ -22,6 +23,7 @@ need_apt=()
 for pkg_cmd in "qemu-user:qemu-aarch64" "gcc-aarch64-linux-gnu:aarch64-linux-gnu-gcc" \
                "gcc-riscv64-linux-gnu:riscv64-linux-gnu-gcc" "gcc-s390x-linux-gnu:s390x-linux-gnu-gcc" \
                "gcc-arm-linux-gnueabihf:arm-linux-gnueabihf-gcc" \
+               "gcc-i686-linux-gnu:i686-linux-gnu-gcc" "gcc-powerpc64le-linux-gnu:powerpc64le-linux-gnu-gcc" \
                "valgrind:valgrind" "gdb:gdb"; do
   command -v "${pkg_cmd#*:}" >/dev/null 2>&1 || need_apt+=("${pkg_cmd%%:*}")
 done
@@ -29,6 +31,12 @@ done
 [ -d /usr/riscv64-linux-gnu/lib ] || need_apt+=(libc6-dev-riscv64-cross)
 [ -d /usr/s390x-linux-gnu/lib ] || need_apt+=(libc6-dev-s390x-cross)
 [ -d /usr/arm-linux-gnueabihf/lib ] || need_apt+=(libc6-dev-armhf-cross)
+[ -d /usr/i686-linux-gnu/lib ] || need_apt+=(libc6-dev-i386-cross)
+[ -d /usr/powerpc64le-linux-gnu/lib ] || need_apt+=(libc6-dev-ppc64el-cross)
+# i686 test binaries run on the host's 32-bit libraries, natively or under qemu-i386
+# (see .cargo/config.toml).
+[ -e /lib/ld-linux.so.2 ] || need_apt+=(libc6-i386)
+[ -e /usr/lib32/libgcc_s.so.1 ] || need_apt+=(lib32gcc-s1)
 if [ "$mode" = all ] && [ ${#need_apt[@]} -gt 0 ]; then
   step "installing ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -150,8 +158,14 @@ qemu_run() {
 }
 
 if [ "$mode" = all ]; then
+  # i686 runs natively when the kernel runs 32-bit x86 binaries (its 32-bit
+  # loader, itself such a binary, starting is the test), else under qemu-i386.
+  if ! /lib/ld-linux.so.2 --version >/dev/null 2>&1; then
+    echo "!!! this kernel does not run 32-bit x86 binaries: i686 tests run under qemu-i386" >&2
+    export CARGO_TARGET_I686_UNKNOWN_LINUX_GNU_RUNNER=qemu-i386
+  fi
   for t in "${CROSS_TARGETS[@]}"; do
-    step "tests under qemu: $t"
+    step "tests under qemu: $t (i686: natively where the kernel can)"
     # Unit and integration tests; the doc tests (examples of the API, built one
     # binary each) run natively above, where they cost seconds, not minutes.
     PROPTEST_CASES="${PROPTEST_CASES_QEMU:-200}" qemu_run cargo test --target "$t" --lib --tests -- --test-threads=1

@@ -55,8 +55,8 @@
 //! # How it is built
 //!
 //! The stack switch is hand-written assembly, one file per CPU family
-//! (`asm/x86_64.S`, `asm/x86.S`, `asm/aarch64.S`, `asm/arm.S`, `asm/riscv64.S`,
-//! `asm/powerpc64.S`, `asm/s390x.S`), reached only through the private `arch`
+//! (`asm/x86_64.S`, `asm/x86.S` for i686, `asm/aarch64.S`, `asm/arm.S` for armv7,
+//! `asm/riscv64.S`, `asm/powerpc64.S` for powerpc64le, `asm/s390x.S`, `asm/loongarch64.S`), reached only through the private `arch`
 //! module. Every greenlet runs on an mmap'ed stack with a hardware guard below
 //! it ([`stack`]). The layers, bottom up, are folders of `src/`: `arch` (the
 //! door to the assembly), `stack` (memory, guards, the overflow handler),

@@ -377,14 +377,14 @@ fn floating_point_values_survive_switches() {
 
 /// Reads and sets the hardware rounding mode through inline assembly.
 mod rounding {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
     pub fn get() -> u32 {
         let mut csr: u32 = 0;
         // SAFETY: stmxcsr only stores the control register into our local.
         unsafe { std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack)) };
         (csr >> 13) & 3
     }
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
     pub fn set(mode: u32) {
         let mut csr: u32 = 0;
         // SAFETY: read-modify-write of MXCSR's rounding field only; any value
@@ -459,6 +459,62 @@ mod rounding {
             fpscr = (fpscr & !(3 << 22)) | ((mode & 3) << 22);
             std::arch::asm!("vmsr fpscr, {}", in(reg) fpscr, options(nomem, nostack));
         }
+    }
+    #[cfg(target_arch = "loongarch64")]
+    pub fn get() -> u32 {
+        let fcsr3: u64;
+        // SAFETY: reading FCSR3 (the rounding-mode field alone) has no side
+        // effects.
+        unsafe {
+            std::arch::asm!("movfcsr2gr {}, $fcsr3", out(reg) fcsr3, options(nomem, nostack))
+        };
+        ((fcsr3 >> 8) & 3) as u32
+    }
+    #[cfg(target_arch = "loongarch64")]
+    pub fn set(mode: u32) {
+        // SAFETY: FCSR3 is the rounding-mode field alone (bits 8-9 of FCSR0);
+        // 0..=3 are all valid modes (nearest, zero, +inf, -inf).
+        unsafe {
+            std::arch::asm!(
+                "movgr2fcsr $fcsr3, {}",
+                in(reg) u64::from(mode & 3) << 8,
+                options(nomem, nostack)
+            )
+        };
+    }
+    #[cfg(target_arch = "powerpc64")]
+    pub fn get() -> u32 {
+        let fpscr: u64;
+        // SAFETY: mffs only copies FPSCR into a scratch FP register, which is
+        // then moved to a GPR; nothing else changes.
+        unsafe {
+            std::arch::asm!(
+                "mffs {f}",
+                "mffprd {r}, {f}",
+                f = out(freg) _,
+                r = out(reg) fpscr,
+                options(nomem, nostack)
+            )
+        };
+        (fpscr & 3) as u32
+    }
+    #[cfg(target_arch = "powerpc64")]
+    pub fn set(mode: u32) {
+        // SAFETY: read-modify-write of FPSCR field 7 (XE, NI and RN) keeping
+        // XE and NI; 0..=3 are all valid modes (nearest, zero, +inf, -inf).
+        unsafe {
+            std::arch::asm!(
+                "mffs {f}",
+                "mffprd {r}, {f}",
+                "rldimi {r}, {mode}, 0, 62",
+                "mtfprd {f}, {r}",
+                "mtfsf 0x01, {f}",
+                f = out(freg) _,
+                r = out(reg) _,
+                mode = in(reg) u64::from(mode & 3),
+                options(nomem, nostack)
+            )
+        };
     }
 }
 

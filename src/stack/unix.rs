@@ -122,17 +122,19 @@ pub(crate) unsafe fn discard(start: usize, len: usize) {
 /// `start` must be page-aligned and the range mapped.
 pub(crate) unsafe fn resident_pages(start: usize, resident: &mut [u8]) -> io::Result<()> {
     let len = resident.len() * page_size();
-    // SAFETY: per the contract; `resident` has one byte per page.
-    let rc = unsafe {
-        libc::mincore(
-            start as *mut libc::c_void,
-            len,
-            resident.as_mut_ptr().cast(),
-        )
-    };
+    // The kernel writes one byte per page. qemu-user running a guest whose
+    // pages are larger than the host's (loongarch64's 16 KiB on a 4 KiB host)
+    // writes one byte per host page, past a vector sized for the guest's, so
+    // mincore gets room for one byte per 4 KiB (the smallest page Linux has)
+    // and only the first bytes are kept.
+    let mut written = vec![0u8; len.div_ceil(4096).max(resident.len())];
+    // SAFETY: per the contract; `written` has at least one byte per 4 KiB of
+    // the range, more than mincore writes.
+    let rc = unsafe { libc::mincore(start as *mut libc::c_void, len, written.as_mut_ptr().cast()) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
+    resident.copy_from_slice(&written[..resident.len()]);
     Ok(())
 }
 

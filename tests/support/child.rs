@@ -5,10 +5,9 @@
 //!
 //! Under qemu-user without binfmt_misc the child cannot be executed directly;
 //! it is then started through `qemu-<arch> -L <sysroot>` (the sysroot comes from
-//! `QEMU_LD_PREFIX`, else `/usr/<gnu triple>`: `<arch>-linux-gnu`, or
-//! `arm-linux-gnueabihf` for 32-bit ARM), and the test fails loudly if neither
-//! works. `GREENLET_CHILD_RUNNER` names an emulator to start every child
-//! through (for qemu-user runs on the host's own CPU).
+//! `QEMU_LD_PREFIX`, else the CPU's usual one; see `emulator`), and the test
+//! fails loudly if neither works. `GREENLET_CHILD_RUNNER` names an emulator to
+//! start every child through (for qemu-user runs on the host's own CPU).
 
 #![allow(dead_code)] // each test file uses part of this helper
 
@@ -70,16 +69,8 @@ pub fn run_child_with(name: &str, envs: &[(&str, &str)]) -> Output {
         }
         _ => {
             // Run the child through the emulator too.
-            let arch = std::env::consts::ARCH;
-            // The Debian cross sysroot is named after the GNU triple, which
-            // for hard-float 32-bit ARM is not `<arch>-linux-gnu`.
-            let triple = match arch {
-                "arm" => "arm-linux-gnueabihf".to_string(),
-                _ => format!("{arch}-linux-gnu"),
-            };
-            let sysroot =
-                std::env::var("QEMU_LD_PREFIX").unwrap_or_else(|_| format!("/usr/{triple}"));
-            let qemu = format!("qemu-{arch}");
+            let (qemu, default_sysroot) = emulator();
+            let sysroot = std::env::var("QEMU_LD_PREFIX").unwrap_or(default_sysroot);
             Command::new(&qemu)
                 .arg("-L")
                 .arg(&sysroot)
@@ -97,6 +88,27 @@ pub fn run_child_with(name: &str, envs: &[(&str, &str)]) -> Output {
                     )
                 })
         }
+    }
+}
+
+/// The qemu-user program for this CPU and its default sysroot: mostly
+/// `qemu-<arch>` and Debian's `/usr/<arch>-linux-gnu`, where Rust's name for
+/// the CPU is not the one qemu and Debian use. i386 programs run on the host's
+/// own 32-bit libraries (`/lib32`, Debian's libc6-i386), as they do natively:
+/// with `/usr/i686-linux-gnu` the cross loader would still find the host's
+/// `/lib32` libc through `/etc/ld.so.cache`, and a loader and libc from two
+/// glibc builds hang in the first `pthread_create`.
+fn emulator() -> (String, String) {
+    let arch = std::env::consts::ARCH;
+    match arch {
+        "x86" => ("qemu-i386".into(), "/".into()),
+        // The Debian cross sysroot is named after the GNU triple, which for
+        // hard-float 32-bit ARM is not `<arch>-linux-gnu`.
+        "arm" => ("qemu-arm".into(), "/usr/arm-linux-gnueabihf".into()),
+        "powerpc64" if cfg!(target_endian = "little") => {
+            ("qemu-ppc64le".into(), "/usr/powerpc64le-linux-gnu".into())
+        }
+        _ => (format!("qemu-{arch}"), format!("/usr/{arch}-linux-gnu")),
     }
 }
 

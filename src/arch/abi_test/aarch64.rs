@@ -19,6 +19,8 @@ pub const EXPECTED_FP_CONTROL: u64 = if cfg!(feature = "fp-control") {
     B_FPCR
 };
 /// The register that `greenlet_abi_bad_switch` corrupts.
+/// No callee-saved state beside the integer and FP registers.
+pub const OTHER_STATE: &[(&str, u64)] = &[];
 pub const FORGOTTEN: &str = "x28";
 
 std::arch::global_asm!(

@@ -23,16 +23,24 @@
 //! each build keeps per greenlet: with `fp-control` the probe's control bits
 //! come back, without it the clobber's (the state belongs to the thread).
 //!
-//! One file per CPU family holds its probe, clobber and broken switch.
+//! One file per CPU family holds its probe, clobber and broken switch, and
+//! names what the probe stores into `out`, in order: `INT_REGS` (each loaded
+//! with `a_int(k)`), `FP_REGS` (`a_fp(k)`; a 128-bit vector register takes two
+//! slots), one slot of FP control state (`EXPECTED_FP_CONTROL`), then
+//! `OTHER_STATE`, callee-saved state that is neither (powerpc64's CR fields),
+//! each with the value the probe must find.
 
 use crate::arch::bare::ScratchStack;
 use crate::arch::{self, SwitchFn};
 
 #[cfg_attr(target_arch = "x86_64", path = "x86_64.rs")]
+#[cfg_attr(target_arch = "x86", path = "x86.rs")]
 #[cfg_attr(target_arch = "aarch64", path = "aarch64.rs")]
 #[cfg_attr(target_arch = "riscv64", path = "riscv64.rs")]
 #[cfg_attr(target_arch = "s390x", path = "s390x.rs")]
 #[cfg_attr(target_arch = "arm", path = "arm.rs")]
+#[cfg_attr(target_arch = "powerpc64", path = "powerpc64.rs")]
+#[cfg_attr(target_arch = "loongarch64", path = "loongarch64.rs")]
 mod probe;
 
 extern "C" {
@@ -41,12 +49,13 @@ extern "C" {
     fn greenlet_abi_bad_switch(save: *mut *mut u8, load: *mut u8, transfer: usize) -> usize;
 }
 
-/// Pattern the probe loads into the k-th integer register: its low 32 bits on
-/// a 32-bit CPU, whose probe stores each register zero-extended into its slot.
+/// Pattern the probe loads into the k-th integer register, cut to the
+/// machine word: on 32-bit CPUs it is `0x0k0k0k0k`, which the probe stores
+/// zero-extended into its 64-bit slot.
 fn a_int(k: usize) -> u64 {
     let k = k as u64 + 1;
     let pattern = 0x5EED_0000_0000_0000 | (k << 32) | (0x0101_0101 * k);
-    pattern as usize as u64
+    pattern & (usize::MAX as u64)
 }
 
 /// Pattern the probe loads into the k-th floating-point register.
@@ -80,7 +89,8 @@ fn round_trip(switch: SwitchFn) -> Vec<u64> {
     let ctx_ptr: *mut Ctx = &mut *ctx;
     // SAFETY: the stack is ours, fresh and 16-aligned at the top.
     let start = unsafe { arch::init_stack(stack.top(), clobber_entry, ctx_ptr as usize) };
-    let mut out = vec![0u64; probe::INT_REGS.len() + probe::FP_REGS.len() + 1];
+    let mut out =
+        vec![0u64; probe::INT_REGS.len() + probe::FP_REGS.len() + 1 + probe::OTHER_STATE.len()];
     // SAFETY: `start` is an initial frame never resumed; the clobber side
     // switches straight back to the probe's saved stack pointer and is never
     // resumed again (its stack is simply unmapped afterwards); `out` has room
@@ -119,6 +129,12 @@ fn mismatches(out: &[u64]) -> Vec<String> {
             "FP control: expected {:#x}, got {control:#x}",
             probe::EXPECTED_FP_CONTROL
         ));
+    }
+    for (k, (name, expected)) in probe::OTHER_STATE.iter().enumerate() {
+        let got = out[ints + fps + 1 + k];
+        if got != *expected {
+            bad.push(format!("{name}: expected {expected:#x}, got {got:#x}"));
+        }
     }
     bad
 }

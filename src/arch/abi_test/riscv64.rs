@@ -25,6 +25,8 @@ pub const EXPECTED_FP_CONTROL: u64 = if cfg!(feature = "fp-control") {
     B_FCSR
 };
 /// The register that `greenlet_abi_bad_switch` corrupts.
+/// No callee-saved state beside the integer and FP registers.
+pub const OTHER_STATE: &[(&str, u64)] = &[];
 pub const FORGOTTEN: &str = "s11";
 
 std::arch::global_asm!(

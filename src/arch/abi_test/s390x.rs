@@ -26,6 +26,8 @@ pub const EXPECTED_FP_CONTROL: u64 = if cfg!(feature = "fp-control") {
     B_FPC
 };
 /// The register that `greenlet_abi_bad_switch` corrupts.
+/// No callee-saved state beside the integer and FP registers.
+pub const OTHER_STATE: &[(&str, u64)] = &[];
 pub const FORGOTTEN: &str = "r13";
 
 std::arch::global_asm!(

@@ -24,6 +24,9 @@ pub const EXPECTED_FP_CONTROL: u64 = if cfg!(feature = "fp-control") {
 } else {
     B_MXCSR | (B_FCW << 32)
 };
+/// Other callee-saved state the probe stores after the FP control slot
+/// (powerpc64's CR fields): none here.
+pub const OTHER_STATE: &[(&str, u64)] = &[];
 /// The register that [`bad_switch`] forgets.
 pub const FORGOTTEN: &str = "r15";
 

@@ -1,6 +1,6 @@
 //! Which guard stacks get: Linux guard regions where they are proven to work,
-//! else a `PROT_NONE` page per stack (SPEC §6); and how large it is on this
-//! CPU ([`guard_size`]).
+//! else `PROT_NONE` pages at the bottom of a mapping per stack (SPEC §6); and
+//! how large it is on this CPU ([`guard_size`]).
 //!
 //! Proof, once per process, before any stack relies on it: a guard region is
 //! installed on a scratch page and the kernel must then fail to read that page

@@ -47,8 +47,8 @@ impl Builder {
     }
 
     /// Usable stack bytes, rounded up to whole pages and to at least
-    /// [`stack::MIN_STACK_SIZE`]. One guard page is mapped below it. Sizes too
-    /// large to map make [`Builder::spawn`] fail.
+    /// [`stack::MIN_STACK_SIZE`]. A guard of [`stack::guard_size`] bytes lies
+    /// below it. Sizes too large to map make [`Builder::spawn`] fail.
     ///
     /// ```
     /// use greenlet::{stack, Greenlet};

@@ -1,5 +1,6 @@
 //! Which guard stacks get: Linux guard regions where they are proven to work,
-//! else a `PROT_NONE` page per stack (SPEC §6).
+//! else `PROT_NONE` pages at the bottom of a mapping per stack (SPEC §6); and
+//! how large it is on this CPU ([`guard_size`]).
 //!
 //! Proof, once per process, before any stack relies on it: a guard region is
 //! installed on a scratch page and the kernel must then fail to read that page
@@ -16,7 +17,75 @@
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::OnceLock;
 
-use crate::stack::unix;
+use crate::stack::{page_size, unix};
+
+/// How far below the lowest stack byte touched so far the next access, or the
+/// stack pointer, can land on this CPU: the guard spans this much beyond its
+/// one page, so that running off a stack faults inside the guard with the
+/// stack pointer inside it too. Every guard range of the stack layer (shared
+/// slots, one-stack mappings, the overflow handler's records,
+/// [`Stack::guard_range`](crate::stack::Stack::guard_range)) comes from
+/// [`guard_size`], which adds this to the page.
+///
+/// * **x86, x86_64, aarch64, powerpc64: 0.** Rust emits stack probes there:
+///   a frame larger than a page touches each page on the way down, at the
+///   stack pointer itself, so the first touch beyond the usable stack is in
+///   the guard's top page, with the stack pointer right there.
+/// * **s390x: 4 KiB**, one probe step. Its probes move the stack pointer a
+///   whole 4 KiB first and then touch the *top* of the new page
+///   (`aghi %r15,-4096; cg %r0,4088(%r15)`), so the fault comes with the stack
+///   pointer up to 4088 bytes below the page it hit. Under a one-page guard
+///   that is the memory below the guard; where that was the thread's
+///   alternate signal stack, the kernel took the fault for a nested signal and
+///   pushed the handler's frame there, 4 KiB from the top of an 8 KiB signal
+///   stack, and the handler ran out of room (killed by a second SIGSEGV).
+/// * **riscv64, arm, and every CPU not named above: 64 KiB.** Rust emits no
+///   stack probes there (check: `rustc --target <t> -O --emit=asm` of a
+///   function with a 64 KiB local array has no probe loop), so a frame's first
+///   store can land a whole frame below the last one: 64 KiB frames whose
+///   lowest word is written jumped a one-page guard and faulted (or wrote)
+///   elsewhere. Frames larger than 64 KiB can still jump this guard, as they
+///   can jump the one-page guard of Rust's own thread stacks there. A new port
+///   whose compiler does probe (see the check above) moves its CPU to the
+///   first list.
+///
+/// The larger guards cost address space only: guard regions and `PROT_NONE`
+/// pages are never backed by memory.
+const GUARD_REACH: usize = if cfg!(any(
+    target_arch = "x86",
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "powerpc64"
+)) {
+    0
+} else if cfg!(target_arch = "s390x") {
+    4 << 10
+} else {
+    64 << 10
+};
+
+/// Bytes of the guard below every greenlet stack on this CPU: one page, plus
+/// on CPUs whose compiler emits no stack probes (riscv64, arm) 64 KiB, and on
+/// s390x, whose probes leave the stack pointer a page below what they touch,
+/// 4 KiB; whole pages. The same for guard regions and guard pages.
+///
+/// ```
+/// use greenlet::stack::{self, guard_size, page_size};
+/// let guard = guard_size();
+/// assert!(guard >= page_size() && guard % page_size() == 0);
+/// if cfg!(any(target_arch = "riscv64", target_arch = "arm")) {
+///     assert!(guard >= page_size() + (64 << 10)); // no stack probes there
+/// }
+/// let s = stack::Stack::new(64 << 10).unwrap();
+/// let (start, end) = s.guard_range();
+/// assert_eq!(end - start, guard);
+/// ```
+#[inline]
+pub fn guard_size() -> usize {
+    let page = page_size();
+    // page + GUARD_REACH cannot overflow: both are far below usize::MAX / 2.
+    (page + GUARD_REACH + page - 1) & !(page - 1)
+}
 
 /// The environment variable that can force the fallback.
 pub(crate) const ENV: &str = "GREENLET_GUARD";

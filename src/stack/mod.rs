@@ -18,10 +18,16 @@
 //!   |   (grows downward)        |   touched lazily by the kernel
 //!   |                           |
 //!   +---------------------------+ <- bottom()
-//!   |   guard (faults on use)   |   one page: guard region or PROT_NONE page
-//!   +---------------------------+
+//!   |   guard (faults on use)   |   guard_size() bytes: guard region or
+//!   +---------------------------+   PROT_NONE pages
 //!   low addresses
 //! ```
+//!
+//! The guard is one page where the compiler emits stack probes (x86_64,
+//! aarch64, ...), and larger where a frame can reach further below the stack
+//! it runs off: 64 KiB more on riscv64 and arm, which have no probes, 4 KiB
+//! more on s390x, whose probes leave the stack pointer a page below what they
+//! touch ([`guard_size`] has the reasons).
 //!
 //! Running into the guard stops the process with a "greenlet stack overflow"
 //! message naming the stack's range (the private `overflow` module). Both
@@ -35,7 +41,7 @@
 //! use greenlet::stack;
 //! let s = stack::take(stack::MIN_STACK_SIZE).unwrap();
 //! let (guard_start, guard_end) = s.guard_range();
-//! assert_eq!(guard_end - guard_start, stack::page_size());
+//! assert_eq!(guard_end - guard_start, stack::guard_size());
 //! assert!(guard_end == s.bottom() as usize && s.bottom() < s.top());
 //! stack::release(s); // into this thread's pool, for the next greenlet
 //! ```
@@ -64,7 +70,7 @@ mod thread;
 mod unix;
 pub(crate) mod valgrind;
 
-pub use crate::stack::guard::{guard_fallback, guard_mode, GuardFallback, GuardMode};
+pub use crate::stack::guard::{guard_fallback, guard_mode, guard_size, GuardFallback, GuardMode};
 pub use crate::stack::pool::{pooled, trim_pool, POOL_CAPACITY};
 pub use crate::stack::stats::{slab_stats, stats, SlabStats, StackStats};
 
@@ -147,10 +153,11 @@ pub fn page_size() -> usize {
 #[inline]
 pub fn usable_size_for(requested: usize) -> io::Result<usize> {
     let page = page_size();
-    // Whole pages, and room for the guard page below, within isize::MAX (the
-    // largest mapping there can be): refusing anything above half of that,
-    // far beyond any address space, lets one compare against a constant
-    // cover the rounding and the guard.
+    // Whole pages, and room for the guard below (guard_size(), at most a few
+    // pages and 64 KiB), within isize::MAX (the largest mapping there can
+    // be): refusing anything above half of that, far beyond any address
+    // space, lets one compare against a constant cover the rounding and the
+    // guard.
     if requested > isize::MAX as usize / 2 {
         return Err(too_large(requested));
     }
@@ -275,19 +282,19 @@ impl Stack {
         self.meta & !FLAGS
     }
 
-    /// Address range `[start, end)` of the guard right below the stack: one
-    /// page that faults on any access.
+    /// Address range `[start, end)` of the guard right below the stack:
+    /// [`guard_size`] bytes that fault on any access.
     ///
     /// ```
-    /// use greenlet::stack::{page_size, Stack};
+    /// use greenlet::stack::{guard_size, Stack};
     /// let s = Stack::new(64 << 10).unwrap();
     /// let (start, end) = s.guard_range();
-    /// assert_eq!(end - start, page_size());
+    /// assert_eq!(end - start, guard_size());
     /// assert_eq!(end, s.bottom() as usize); // right below the stack
     /// ```
     pub fn guard_range(&self) -> (usize, usize) {
         let bottom = self.bottom() as usize;
-        (bottom - page_size(), bottom)
+        (bottom - guard_size(), bottom)
     }
 
     /// How this stack's guard was made: a guard region in a shared mapping,

@@ -31,9 +31,12 @@
 //!   is restored and the faulting instruction runs again, so the process dies
 //!   exactly as it would have without this crate.
 //!
-//! Known limit: a single frame larger than the guard (one page) can step over
-//! it on targets where the compiler emits no stack probes (x86_64, aarch64,
-//! riscv64 and s390x have them).
+//! Known limit: the guard is [`guard_size`](crate::stack::guard_size) bytes,
+//! one page where the compiler emits stack probes (x86, x86_64, aarch64,
+//! powerpc64; s390x a page more) and 64 KiB more where it does not (riscv64,
+//! arm). There a single frame larger than the guard can still step over it
+//! without touching it, as it can step over the guard of Rust's own thread
+//! stacks.
 
 use std::sync::Once;
 

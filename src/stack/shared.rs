@@ -5,18 +5,20 @@
 //! in, so a thousand stacks with their guards are one kernel mapping, and the
 //! number of live stacks is not capped by `vm.max_map_count`. Stacks of one
 //! usable size form a *class*; a class maps *regions* of about
-//! [`REGION_BYTES`] and cuts them into *slots* of `usable + page` bytes:
+//! [`REGION_BYTES`] and cuts them into *slots* of `usable + guard` bytes
+//! (the guard is [`guard_size`] bytes: a page, or more on CPUs where a frame
+//! can reach further):
 //!
 //! ```text
 //!   region (one mapping)                                  high addresses
 //!   +------------------------------+ <- slot 1 top
 //!   | stack of slot 1              |  usable bytes
 //!   +------------------------------+
-//!   | guard region of slot 1       |  one page
+//!   | guard region of slot 1       |  guard_size() bytes
 //!   +------------------------------+ <- slot 1 = slot 0 top
 //!   | stack of slot 0              |
 //!   +------------------------------+
-//!   | guard region of slot 0       |  one page: also guards the region's start
+//!   | guard region of slot 0       |  also guards the region's start
 //!   +------------------------------+ <- region start                low addresses
 //! ```
 //!
@@ -34,7 +36,7 @@ use std::mem::ManuallyDrop;
 use memmap2::MmapMut;
 
 use crate::stack::registry::{Area, GuardHow, Registry};
-use crate::stack::{unix, SlabStats};
+use crate::stack::{guard_size, unix, SlabStats};
 
 /// Bytes of address space a region spans (at least one slot): reserved, not
 /// committed, so the size costs nothing but keeps the mapping count low: a
@@ -108,12 +110,12 @@ impl Shared {
         usable: usize,
         registry: &mut Registry,
     ) -> Result<usize, Failure> {
-        let page = unix::page_size();
+        let guard = guard_size();
         let class = self.class(usable);
         if let Some(bottom) = class.free.pop() {
             return Ok(bottom);
         }
-        let stride = usable + page; // cannot overflow: usable_size_for checked it
+        let stride = usable + guard; // cannot overflow: usable_size_for checked it
         if class
             .regions
             .last()
@@ -127,7 +129,7 @@ impl Shared {
                 start,
                 end: start + len,
                 stride,
-                guard: page,
+                guard,
                 how: GuardHow::Region,
             });
             class.regions.push(Region {
@@ -141,11 +143,11 @@ impl Shared {
             .last_mut()
             .expect("a region with room was just ensured");
         let slot = region.start() + region.carved * stride;
-        // SAFETY: the slot's first page lies in our region and was never handed
-        // out, so no memory in use is zapped.
-        unsafe { unix::install_guard(slot, page) }.map_err(Failure::Guard)?;
+        // SAFETY: the slot's guard bytes lie in our region and were never
+        // handed out, so no memory in use is zapped.
+        unsafe { unix::install_guard(slot, guard) }.map_err(Failure::Guard)?;
         region.carved += 1;
-        Ok(slot + page)
+        Ok(slot + guard)
     }
 
     /// Takes back the stack at `bottom` of `usable` bytes, on which no frame
@@ -174,10 +176,10 @@ impl Drop for Shared {
     /// A region still holding a live stack (a greenlet that could not be
     /// killed) stays mapped for the life of the process.
     fn drop(&mut self) {
-        let page = unix::page_size();
+        let guard = guard_size();
         for class in &mut self.classes {
             class.free.sort_unstable();
-            let stride = class.usable + page;
+            let stride = class.usable + guard;
             for region in &mut class.regions {
                 let start = region.start();
                 let end = start + region.capacity * stride;

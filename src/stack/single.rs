@@ -1,4 +1,4 @@
-//! One mapping per stack with a `PROT_NONE` guard page below it (used when
+//! One mapping per stack with a `PROT_NONE` guard below it (used when
 //! [`GuardMode::Mprotect`](crate::stack::GuardMode) holds, and for any stack
 //! a shared mapping cannot be had for).
 //!
@@ -6,7 +6,8 @@
 //!   +---------------------------+ <- top (mapping end)
 //!   |   usable stack            |
 //!   +---------------------------+ <- bottom
-//!   |   guard page (PROT_NONE)  |   one page (mprotect: splits the mapping)
+//!   |   guard (PROT_NONE)       |   guard_size() bytes (mprotect: splits the
+//!   |                           |   mapping in two)
 //!   +---------------------------+ <- mapping start
 //! ```
 //!
@@ -22,18 +23,18 @@ use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::stack::registry::{Area, GuardHow, Registry};
-use crate::stack::unix;
+use crate::stack::{guard_size, unix};
 
 /// Maps a stack of `usable` bytes (a page multiple) and records it in
 /// `registry` when there is one (there is none during thread teardown: an
 /// overflow there is then a bare SIGSEGV). Returns its bottom.
 pub(crate) fn map(usable: usize, registry: Option<&mut Registry>) -> io::Result<usize> {
     within_budget()?;
-    let page = unix::page_size();
-    let len = usable + page; // cannot overflow: usable_size_for checked it
+    let guard = guard_size();
+    let len = usable + guard; // cannot overflow: usable_size_for checked it
     let start = unix::map_stack_memory(len).map_err(|e| annotate(e, len))?;
-    // SAFETY: the first page of the fresh mapping, which nothing uses.
-    if let Err(e) = unsafe { unix::protect_none(start, page) } {
+    // SAFETY: the lowest pages of the fresh mapping, which nothing uses.
+    if let Err(e) = unsafe { unix::protect_none(start, guard) } {
         // SAFETY: our own mapping, not handed out.
         unsafe { unix::unmap(start, len) };
         return Err(annotate(e, len));
@@ -44,11 +45,11 @@ pub(crate) fn map(usable: usize, registry: Option<&mut Registry>) -> io::Result<
             start,
             end: start + len,
             stride: len,
-            guard: page,
+            guard,
             how: GuardHow::Page,
         });
     }
-    Ok(start + page)
+    Ok(start + guard)
 }
 
 /// Unmaps the stack of `usable` bytes at `bottom`, first removing it from
@@ -57,13 +58,13 @@ pub(crate) fn map(usable: usize, registry: Option<&mut Registry>) -> io::Result<
 /// # Safety
 /// The stack must have been made by [`map`] and no frame may live on it.
 pub(crate) unsafe fn unmap(bottom: usize, usable: usize, registry: Option<&mut Registry>) {
-    let page = unix::page_size();
-    let start = bottom - page;
+    let guard = guard_size();
+    let start = bottom - guard;
     if let Some(registry) = registry {
         registry.remove(start);
     }
-    // SAFETY: per the contract: our mapping, guard page included, unused.
-    unsafe { unix::unmap(start, usable + page) };
+    // SAFETY: per the contract: our mapping, guard included, unused.
+    unsafe { unix::unmap(start, usable + guard) };
     LIVE.fetch_sub(1, Ordering::Relaxed);
 }
 

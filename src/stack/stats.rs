@@ -1,7 +1,7 @@
 //! What this thread's stacks cost and how they are guarded, for tests, tools
 //! and the examples.
 
-use crate::stack::guard::{guard_fallback, GuardFallback, GuardMode};
+use crate::stack::guard::{guard_fallback, guard_size, GuardFallback, GuardMode};
 use crate::stack::thread;
 
 /// This thread's shared mappings (the memory of every stack, slab or not,
@@ -54,12 +54,16 @@ pub struct StackStats {
     /// Why not with guard regions, if not
     /// ([`guard_fallback`](crate::stack::guard_fallback())).
     pub fallback: Option<GuardFallback>,
+    /// Bytes of the guard below every stack on this CPU, whichever the mode
+    /// ([`guard_size`](crate::stack::guard_size())): address space, never
+    /// memory.
+    pub guard_size: usize,
     /// Stacks in this thread's pool.
     pub pooled: usize,
     /// This thread's shared mappings (see [`SlabStats`]).
     pub shared: SlabStats,
     /// This thread's stacks that are mappings of their own (two kernel
-    /// mappings each: the stack and its `PROT_NONE` guard page).
+    /// mappings each: the stack and its `PROT_NONE` guard).
     pub single_mappings: usize,
 }
 
@@ -74,6 +78,7 @@ pub struct StackStats {
 ///     GuardMode::Mprotect => assert!(stats.single_mappings >= 1),
 /// }
 /// assert_eq!(stats.fallback.is_some(), stats.guard_mode == GuardMode::Mprotect);
+/// assert_eq!(stats.guard_size, s.guard_range().1 - s.guard_range().0);
 /// # drop(s);
 /// ```
 ///
@@ -91,6 +96,7 @@ pub fn stats() -> StackStats {
             GuardMode::Regions
         },
         fallback,
+        guard_size: guard_size(),
         pooled,
         shared,
         single_mappings,

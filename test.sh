@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what it needs, then runs
-# formatting, lints, native tests (debug and release), Valgrind, AddressSanitizer
-# and Miri (x86_64, nightly), every example, and the full test suite under
-# qemu-user for aarch64, riscv64, s390x, armv7 and powerpc64le, and for i686
-# natively (an x86_64 kernel runs 32-bit binaries; qemu-i386 where it cannot).
+# formatting, lints and docs; the native tests in debug, in release and in
+# release with the `fp-control` feature; the stack tests again with the
+# guard-page fallback forced; the differential fuzzer in both builds;
+# Valgrind, AddressSanitizer and Miri (x86_64, nightly); every example; and
+# the whole suite and the fuzzer under qemu-user for aarch64, riscv64, s390x,
+# armv7 and powerpc64le, and for i686 natively (an x86_64 kernel runs 32-bit
+# binaries; qemu-i386 where it cannot), aarch64 also with `fp-control`.
 #
-#   ./test.sh            everything
+#   ./test.sh            everything (about 30 minutes on 2 cores)
 #   ./test.sh native     skip the cross targets
 #
 # PROPTEST_CASES sets the property tests' depth (defaults below: more natively, fewer under qemu);
 # MODEL_FUZZ_CASES / MODEL_FUZZ_CASES_QEMU set the differential model fuzzer's program counts.
+# Each step prints how long it took.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -17,7 +21,12 @@ CROSS_TARGETS=(aarch64-unknown-linux-gnu riscv64gc-unknown-linux-gnu s390x-unkno
                armv7-unknown-linux-gnueabihf i686-unknown-linux-gnu powerpc64le-unknown-linux-gnu)
 mode="${1:-all}"
 
-step() { printf '\n=== %s ===\n' "$*"; }
+SECONDS=0
+last=0
+step() {
+  printf '(%ds)\n\n=== %s ===\n' "$((SECONDS - last))" "$*"
+  last=$SECONDS
+}
 
 need_apt=()
 for pkg_cmd in "qemu-user:qemu-aarch64" "gcc-aarch64-linux-gnu:aarch64-linux-gnu-gcc" \
@@ -58,6 +67,9 @@ cargo fmt --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
+step "cargo clippy --features fp-control --all-targets -- -D warnings"
+cargo clippy --features fp-control --all-targets -- -D warnings
+
 step "cargo clippy --features asan --all-targets -- -D warnings"
 cargo clippy --features asan --all-targets -- -D warnings
 
@@ -68,15 +80,19 @@ step "native tests (debug)"
 PROPTEST_CASES="${PROPTEST_CASES:-1000}" GREENLET_REQUIRE_GDB=1 cargo test
 
 step "native tests (release)"
-PROPTEST_CASES="${PROPTEST_CASES:-1000}" cargo test --release
+PROPTEST_CASES="${PROPTEST_CASES:-1000}" cargo test --release --lib --tests
+
+step "native tests (release, feature fp-control: the FP control state per greenlet)"
+PROPTEST_CASES="${PROPTEST_CASES:-1000}" cargo test --release --features fp-control --lib --tests
 
 step "stack tests with the guard-page fallback forced (GREENLET_GUARD=mprotect)"
 # The suites above ran with guard regions where this kernel has them (Linux 6.13+);
 # the stack tests run again on the fallback that older kernels and qemu-user get.
 GREENLET_GUARD=mprotect cargo test --test guards --test overflow --test slab --test churn
 
-step "differential model fuzzer: crate vs model (release, ${MODEL_FUZZ_CASES:-20000} programs)"
+step "differential model fuzzer: crate vs model (release, ${MODEL_FUZZ_CASES:-20000} programs, both builds)"
 PROPTEST_CASES="${MODEL_FUZZ_CASES:-20000}" cargo test --release --test model_fuzz
+PROPTEST_CASES="${MODEL_FUZZ_CASES:-20000}" cargo test --release --features fp-control --test model_fuzz
 
 if [ "$(uname -m)" = x86_64 ]; then
   step "native tests under valgrind (0 errors, 0 bytes definitely lost)"
@@ -157,6 +173,21 @@ qemu_run() {
   fi
 }
 
+# One CPU's whole check: the suite (unit and integration tests; the doc tests,
+# examples of the API built one binary each, run natively above, where they
+# cost seconds, not minutes), the model fuzzer, the concepts example. Output
+# goes to a log, shown when the check is over.
+cross_check() {
+  local t=$1; shift
+  local features=("$@")
+  PROPTEST_CASES="${PROPTEST_CASES_QEMU:-200}" qemu_run cargo test -q --target "$t" "${features[@]}" --lib --tests -- --test-threads=1
+  if [ ${#features[@]} -gt 0 ]; then
+    return 0 # the feature's build: the suite is what it is checked by
+  fi
+  PROPTEST_CASES="${MODEL_FUZZ_CASES_QEMU:-500}" qemu_run cargo test -q --target "$t" --test model_fuzz
+  cargo run -q --target "$t" --example concepts | diff - <(printf '%s\n' "$expected")
+}
+
 if [ "$mode" = all ]; then
   # i686 runs natively when the kernel runs 32-bit x86 binaries (its 32-bit
   # loader, itself such a binary, starting is the test), else under qemu-i386.
@@ -164,15 +195,44 @@ if [ "$mode" = all ]; then
     echo "!!! this kernel does not run 32-bit x86 binaries: i686 tests run under qemu-i386" >&2
     export CARGO_TARGET_I686_UNKNOWN_LINUX_GNU_RUNNER=qemu-i386
   fi
-  for t in "${CROSS_TARGETS[@]}"; do
-    step "tests under qemu: $t (i686: natively where the kernel can)"
-    # Unit and integration tests; the doc tests (examples of the API, built one
-    # binary each) run natively above, where they cost seconds, not minutes.
-    PROPTEST_CASES="${PROPTEST_CASES_QEMU:-200}" qemu_run cargo test --target "$t" --lib --tests -- --test-threads=1
-    step "differential model fuzzer under qemu: $t (${MODEL_FUZZ_CASES_QEMU:-1000} programs)"
-    PROPTEST_CASES="${MODEL_FUZZ_CASES_QEMU:-1000}" qemu_run cargo test --target "$t" --test model_fuzz
-    cargo run -q --target "$t" --example concepts | diff - <(printf '%s\n' "$expected")
+  checks=()
+  for t in "${CROSS_TARGETS[@]}"; do checks+=("$t"); done
+  checks+=("aarch64-unknown-linux-gnu --features fp-control")
+  # Building takes both cores; running under qemu takes one (the tests run one
+  # at a time): so every cross build first, then the checks two at a time.
+  step "building the test binaries of ${#checks[@]} cross checks"
+  for c in "${checks[@]}"; do
+    read -r -a words <<<"$c"
+    cargo test -q --target "${words[0]}" "${words[@]:1}" --lib --tests --no-run
+    cargo build -q --target "${words[0]}" "${words[@]:1}" --example concepts
   done
+  step "cross checks under qemu, two at a time: ${checks[*]}"
+  logs=$(mktemp -d)
+  running=()
+  failed=()
+  finish_one() { # waits for the oldest running check and reports it
+    local entry=${running[0]}; running=("${running[@]:1}")
+    local pid=${entry%%:*} name=${entry#*:}
+    local file="$logs/$(tr ' /' '__' <<<"$name").log"
+    if wait "$pid"; then
+      echo "--- passed: $name ($(grep -c '^test result: ok' "$file") test binaries ok)"
+    else
+      echo "--- FAILED: $name"; cat "$file"; failed+=("$name")
+    fi
+  }
+  for c in "${checks[@]}"; do
+    read -r -a words <<<"$c"
+    file="$logs/$(tr ' /' '__' <<<"$c").log"
+    cross_check "${words[0]}" "${words[@]:1}" >"$file" 2>&1 &
+    running+=("$!:$c")
+    [ ${#running[@]} -ge 2 ] && finish_one
+  done
+  while [ ${#running[@]} -gt 0 ]; do finish_one; done
+  if [ ${#failed[@]} -gt 0 ]; then
+    echo "cross checks failed: ${failed[*]}" >&2
+    exit 1
+  fi
 fi
 
 step "all green"
+echo "whole run: $((SECONDS / 60)) min $((SECONDS % 60)) s"

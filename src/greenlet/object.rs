@@ -11,7 +11,9 @@
 //! notices when the greenlet it leaves has no handle left (`switch.rs`), which
 //! is when the kill or the release happens.
 
+use std::any::Any;
 use std::cell::Cell;
+use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 
 use super::handle::Greenlet;
@@ -249,15 +251,29 @@ pub(crate) unsafe fn release(this: NonNull<Inner>) {
 /// As for [`release`].
 #[inline(never)]
 unsafe fn release_all(mut this: NonNull<Inner>) {
+    // A destructor that panics (an unstarted greenlet's closure, a
+    // greenlet-local value) must not stop the release half-way, which would
+    // leak the object and skip its ancestors: its panic is held, the release
+    // is finished, and the panic goes on from here (the first one, if several
+    // panic; the others are dropped quietly).
+    let mut panicked: Option<Box<dyn Any + Send>> = None;
+    let mut hold = |outcome: std::thread::Result<()>| {
+        if let Err(payload) = outcome {
+            match panicked {
+                None => panicked = Some(payload),
+                Some(_) => super::entry::drop_quietly(payload),
+            }
+        }
+    };
     loop {
         // SAFETY: live per the caller (or, on later rounds, because we held
         // the parent's last strong count).
         let inner = unsafe { this.as_ref() };
         match inner.state.get() {
-            State::Running => return,
+            State::Running => break,
             // SAFETY: forwarded contract; suspended and not main.
             State::Suspended if !inner.is_main && !unsafe { super::kill::kill(this) } => {
-                return; // resurrected or deliberately leaked
+                break; // resurrected or deliberately leaked
             }
             _ => {}
         }
@@ -273,27 +289,35 @@ unsafe fn release_all(mut this: NonNull<Inner>) {
         if let Some(closure) = closure {
             // SAFETY: an unstarted greenlet's closure sits on its stack, which
             // we still hold; it is dropped once, here, and never run.
-            unsafe { (closure.drop)(closure.at) };
+            hold(panic::catch_unwind(AssertUnwindSafe(|| unsafe {
+                (closure.drop)(closure.at)
+            })));
         }
         if let Some(stack) = stack {
             stack::release(stack);
         }
-        inner.locals.clear();
+        hold(panic::catch_unwind(AssertUnwindSafe(|| {
+            inner.locals.clear()
+        })));
         inner.released.set(true);
         if inner.weak.get() == 0 {
             // SAFETY: no strong and no weak handle is left, and it is emptied;
-            // the allocation came from spare::allocate or Box::into_raw.
+            // the allocation came from spare::slot.
             unsafe { spare::free(this.as_ptr()) };
         }
-        let Some(parent) = parent else { return };
+        let Some(parent) = parent else { break };
         // SAFETY: the link is a strong handle, so the parent is live.
         let parent_inner = unsafe { &*parent.as_ptr() };
         if parent_inner.strong.get() > 1 {
-            return drop(parent); // not the last handle: a plain decrement
+            drop(parent); // not the last handle: a plain decrement
+            break;
         }
         // The last handle: release the parent on the next round instead of
         // recursing through Drop.
         this = parent.into_raw();
         parent_inner.strong.set(0);
+    }
+    if let Some(payload) = panicked {
+        panic::resume_unwind(payload);
     }
 }

@@ -32,30 +32,48 @@ run() {
     --no-fail-fast --lib --tests -- "$@"
 }
 
-# Pass 1: locals on the real stack, so that every test runs, stack-address
-# and stack-usage tests included. One test cannot pass under ASan, for ASan's
-# reason: its redzones make frames larger, so a panic with RUST_BACKTRACE=1 no
-# longer fits in the smallest stack that test is about (it runs everywhere
-# else).
-echo "--- ASan pass 1: detect_stack_use_after_return=0 (every test but one)"
-ASAN_OPTIONS="$common:detect_stack_use_after_return=0" run \
-  --skip a_panic_with_backtraces_on_fits_the_smallest_stack "$@"
+# Tests that cannot pass under ASan, for ASan's reasons (they run everywhere
+# else, natively, under Valgrind and under qemu):
+#  - its redzones make frames larger, so a panic with RUST_BACKTRACE=1 no
+#    longer fits in the smallest stack, and a greenlet that goes 4 KiB short
+#    of the end of the smallest stack natively runs off it;
+#  - ASan-instrumented functions allocate a large frame without stack probes
+#    (seen: `sub` of the whole 64 KiB frame, then a store 0x1720 bytes below
+#    the region holding the stack), so a 64 KiB frame can jump any guard, as
+#    on CPUs without probes;
+#  - ASan's runtime intercepts mlock and mlockall and makes them do nothing
+#    (locking its terabytes of shadow memory would be fatal), so a process
+#    cannot be mlocked to see the guard-region fallback.
+asan_cannot=(
+  --skip a_panic_with_backtraces_on_fits_the_smallest_stack
+  --skip the_same_program_without_overflow_runs_to_the_end
+  --skip big_frames_
+  --skip an_mlocked_process_gets_guard_pages
+  --skip mlocking_later_switches_new_stacks_to_guard_pages
+)
+
+# Pass 1: locals on the real stack, so that every other test runs,
+# stack-address and stack-usage tests included.
+echo "--- ASan pass 1: detect_stack_use_after_return=0 (every test but those above)"
+ASAN_OPTIONS="$common:detect_stack_use_after_return=0" run "${asan_cannot[@]}" "$@"
 
 # Pass 2: ASan's fake stacks on, which is what exercises the fiber
 # annotations' fake-stack handover. Locals whose address is taken then live
 # on the fake stack, so the tests that measure the real stack (its use, its
 # addresses, running into its guard page) cannot mean anything and are left
-# out; everything else runs again.
+# out; everything else runs again. So is the test of the mapping cap on the
+# guard-page fallback: ASan maps a fake stack of its own for every greenlet
+# that runs, so the mappings that test counts run out in ASan's mmap first.
 echo "--- ASan pass 2: detect_stack_use_after_return=1 (fake stacks)"
-ASAN_OPTIONS="$common:detect_stack_use_after_return=1" run \
-  --skip a_panic_with_backtraces_on_fits_the_smallest_stack \
+ASAN_OPTIONS="$common:detect_stack_use_after_return=1" run "${asan_cannot[@]}" \
   --skip debug_of_a_slab_greenlet \
   --skip debug_of_main_and_of_the_running_greenlet \
   --skip debug_shows_state_parent_and_stack_usage \
+  --skip debug_names_the_guard_of_the_stack \
   --skip a_thread_without_a_signal_stack_gets_one \
   --skip overflow_on_a_spawned_thread_is_reported_too \
   --skip endless_recursion_in_a_64k_greenlet_aborts_with_a_greenlet_message \
   --skip dead_slots_are_reused_last_in_first_out \
-  --skip overflow_is_caught_when_the_greenlet_dies \
-  --skip overflow_is_caught_when_the_greenlet_switches_away \
-  --skip the_same_program_without_overflow_runs_to_the_end "$@"
+  --skip sparse_frames_ \
+  --skip recursion_ \
+  --skip on_the_fallback_spawning_stops_before_the_last_mappings "$@"

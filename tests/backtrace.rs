@@ -132,8 +132,12 @@ fn a_panic_backtrace_inside_a_greenlet_ends_at_the_trampoline() {
         frames.last().is_some_and(|n| is_trampoline(n)),
         "the panic backtrace does not end at the trampoline:\n{stderr}"
     );
+    // The entry is generic over the closure: nightly's demangler prints its
+    // type parameters too.
     assert!(
-        frames.contains(&"greenlet::greenlet::entry::entry"),
+        frames
+            .iter()
+            .any(|f| f.starts_with("greenlet::greenlet::entry::entry")),
         "{stderr}"
     );
 }

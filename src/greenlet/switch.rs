@@ -221,11 +221,15 @@ pub(crate) unsafe fn leave(
 ) -> usize {
     // SAFETY: both are live per the contract.
     let (cur, tgt) = unsafe { (&*current, &*target) };
-    sanitizer::start_switch(fake, tgt.stack_bounds());
+    let bounds = tgt.stack_bounds();
     tgt.state.set(State::Running);
     thread::set_current(target);
+    let (save_sp, load_sp) = (cur.sp.as_ptr(), tgt.sp.get());
+    // Last before the switch: for a dying greenlet this frees its fake stack
+    // under AddressSanitizer, and nothing may use that stack afterwards.
+    sanitizer::start_switch(fake, bounds);
     // SAFETY: per the contract; see switch_value.
-    unsafe { arch::switch(cur.sp.as_ptr(), tgt.sp.get(), word) }
+    unsafe { arch::switch(save_sp, load_sp, word) }
 }
 
 /// A switch or throw into a dead greenlet goes to its first live ancestor

@@ -72,8 +72,17 @@ mod imp {
         static THREAD_STACK: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
     }
 
+    // Inlined, and with nothing but scalars: when `save` is `None` the call
+    // destroys the running fiber's fake stack, so no frame of this function
+    // may live there (with fake stacks on, a debug build puts every local
+    // whose address is taken on the fake stack, and returning would write to
+    // it after it is unmapped). The caller does nothing after it but switch.
+    #[inline(always)]
     pub(crate) fn start_switch(save: Option<&mut FakeStack>, target: Option<(usize, usize)>) {
-        let (bottom, size) = target.unwrap_or_else(|| THREAD_STACK.with(Cell::get));
+        let (bottom, size) = match target {
+            Some(bounds) => bounds,
+            None => thread_stack(),
+        };
         let save = match save {
             Some(me) => &mut me.handle as *mut *mut c_void,
             None => ptr::null_mut(), // leaving for good: ASan frees the fake stack
@@ -81,6 +90,13 @@ mod imp {
         // SAFETY: the ASan runtime's documented protocol; `save` outlives the
         // switch because it lives on the suspended frame.
         unsafe { __sanitizer_start_switch_fiber(save, bottom as *const c_void, size) };
+    }
+
+    /// The thread's own stack, learned from the first switch off it. Out of
+    /// line: its frame is gone before a fake stack is destroyed.
+    #[inline(never)]
+    fn thread_stack() -> (usize, usize) {
+        THREAD_STACK.with(Cell::get)
     }
 
     pub(crate) fn finish_switch(mine: &FakeStack, from_thread_stack: bool) {

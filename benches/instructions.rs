@@ -11,17 +11,8 @@ use std::hint::black_box;
 
 use greenlet::{Greenlet, Value};
 
-fn echo_greenlet() -> Greenlet {
-    let main = Greenlet::current();
-    let g = Greenlet::new(move |first: Value| {
-        let mut v = first;
-        loop {
-            v = main.switch(v);
-        }
-    });
-    g.switch(());
-    g
-}
+mod support;
+use support::echo_greenlet;
 
 #[cfg(target_arch = "x86_64")]
 fn peers(op: &str, n: u64) -> bool {

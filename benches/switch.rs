@@ -22,18 +22,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use greenlet::{Greenlet, Value};
 
-/// A greenlet that bounces every value straight back to main, for ever.
-fn echo_greenlet() -> Greenlet {
-    let main = Greenlet::current();
-    let g = Greenlet::new(move |first: Value| {
-        let mut v = first;
-        loop {
-            v = main.switch(v);
-        }
-    });
-    g.switch(()); // started and suspended in its loop
-    g
-}
+mod support;
+use support::echo_greenlet;
 
 /// The round-trip group's name: the `fp-control` build is measured in a run
 /// of its own, beside its own peers, under a name of its own.

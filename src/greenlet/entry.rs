@@ -90,13 +90,7 @@ unsafe fn die_returning(me: *const Inner, result: Value) -> ! {
         if let Some(own) = inner.stack.take() {
             match stack::pool(own) {
                 Ok(()) => {
-                    inner.state.set(State::Dead);
-                    let parent = inner
-                        .parent_ptr()
-                        .expect("greenlet invariant: only main has no parent");
-                    // SAFETY: the parent link keeps the parent live.
-                    let parent = unsafe { first_live(parent) };
-                    let slot = LAST_RECORD.with(|slot| slot.get().cast::<Record>());
+                    let (parent, slot) = mark_dead(inner);
                     // SAFETY: as in `die`; only the value is written: a
                     // fast record.
                     unsafe { Record::write_value(slot, result) };
@@ -135,14 +129,7 @@ thread_local! {
 #[inline(never)]
 unsafe fn die(me: *const Inner, outcome: Message) -> ! {
     // SAFETY: the running greenlet is live.
-    let inner = unsafe { &*me };
-    inner.state.set(State::Dead);
-    let parent = inner
-        .parent_ptr()
-        .expect("greenlet invariant: only main has no parent");
-    // SAFETY: the parent link keeps the parent live.
-    let parent = unsafe { first_live(parent) };
-    let slot = LAST_RECORD.with(|slot| slot.get().cast::<Record>());
+    let (parent, slot) = mark_dead(unsafe { &*me });
     let record = Record::slow(outcome, me, true);
     // SAFETY: the slot is this thread's, and free: the previous death's
     // record was read by its resumed side before anything could run.
@@ -153,6 +140,19 @@ unsafe fn die(me: *const Inner, outcome: Message) -> ! {
     // stays in place for the thread's lifetime. Nothing resumes us again.
     unsafe { leave(me, parent, slot as usize | SLOW, None) };
     unreachable!("greenlet invariant: a dead greenlet is never resumed")
+}
+
+/// Marks the running greenlet dead; returns where its death goes (the first
+/// live ancestor, SPEC S2 and S4) and the thread's slot for its last record.
+#[inline(always)]
+fn mark_dead(inner: &Inner) -> (*const Inner, *mut Record) {
+    inner.state.set(State::Dead);
+    let parent = inner
+        .parent_ptr()
+        .expect("greenlet invariant: only main has no parent");
+    // SAFETY: the parent link keeps the parent live.
+    let parent = unsafe { first_live(parent) };
+    (parent, LAST_RECORD.with(|slot| slot.get().cast::<Record>()))
 }
 
 /// Drops a value whose destructor might panic, containing the panic.

@@ -27,6 +27,8 @@ cargo bench --bench switch --features fp-control -- round_trip_fp_control "${arg
 py=""
 if python3 -c 'import greenlet' 2>/dev/null; then
   py=$(python3 scripts/bench_greenlet.py)
+else
+  echo "!!! Python greenlet not installed (pip install greenlet): its column stays empty" >&2
 fi
 
 python3 - "$py" <<'PY'
@@ -37,11 +39,21 @@ def mean(group, fn, param=None):
     if not path.exists():
         return None
     return json.loads(path.read_text())["mean"]["point_estimate"]
+# scripts/bench_greenlet.py names its figures like criterion's benchmarks.
+python_names = {
+    "round_trip/python/u64": "round_trip",
+    "create_run_die/python": "create_run_die",
+    "throw_and_kill/python/throw_round_trip": "throw_round_trip",
+    "throw_and_kill/python/kill_on_drop": "kill_on_drop",
+    "ring/python_3_lap": "ring",
+}
 python = {}
 for line in sys.argv[1].splitlines():
     name, _, value = line.partition(":")
     if value.strip().endswith("ns"):
-        python[name.strip()] = float(value.strip()[:-2])
+        python[python_names.get(name.strip(), name.strip())] = float(value.strip()[:-2])
+if sys.argv[1] and len(python) < len(python_names):
+    sys.exit(f"scripts/bench_greenlet.py printed figures this script does not know: {sys.argv[1]!r}")
 
 def fmt(ns):
     if ns is None:

@@ -72,6 +72,12 @@
  *       changed value is that slow there; any inexact operation sets a flag)
  *   control bits compared, loads skipped when equal       5.8 ns, also with
  *       different flags
+ * On a Zen 3 (AMD EPYC VM) the balance differs, per switch, C loop of the
+ * FP lines alone: stmxcsr + fnstcw 4.6 ns (stmxcsr is nearly all of it),
+ * Boost's unconditional loads 5.2 ns, our read-back and compare 6.3 ns. The
+ * read-back is the price of keeping the status flags with the thread: it
+ * makes this build's round trip 1.25x context's there (docs/benchmarks.md),
+ * against 72 ns per Boost round trip on the Xeon once flags differ.
  *
  * Two more choices, both measured:
  *  - The resumed side is entered with `pop` + `jmp`, not `ret`: a `ret` here

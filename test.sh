@@ -109,6 +109,12 @@ if [ "$(uname -m)" = x86_64 ]; then
     --skip round_trips_repeat_on_fresh_stacks \
     --skip dropping_a_long_parent_chain_does_not_recurse \
     --skip generated_programs_reach_depth
+
+  step "stack tests under valgrind with the guard-page fallback forced (GREENLET_GUARD=mprotect)"
+  # Valgrind passes MADV_GUARD_INSTALL on to the kernel, so the run above used guard
+  # regions; the tests' child processes do not run under valgrind.
+  CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite -q" \
+  GREENLET_GUARD=mprotect cargo test --no-fail-fast --test guards --test overflow --test slab --test churn
 fi
 
 # AddressSanitizer and Miri need a nightly toolchain with extra components.

@@ -28,7 +28,25 @@ pub fn run_child(name: &str) -> Output {
 /// [`run_child`] with extra environment variables for the child.
 pub fn run_child_with(name: &str, envs: &[(&str, &str)]) -> Output {
     let exe = std::env::current_exe().expect("path of the test binary");
-    let args = [name, "--exact", "--nocapture", "--test-threads=1"];
+    // The test binary in child mode, run alone: directly when `launcher` is
+    // empty, else started by the launcher's program and arguments (an
+    // emulator and its flags).
+    let child = |launcher: &[&std::ffi::OsStr]| {
+        let mut command = match launcher.split_first() {
+            None => Command::new(&exe),
+            Some((program, flags)) => {
+                let mut command = Command::new(program);
+                command.args(flags).arg(&exe);
+                command
+            }
+        };
+        command
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .env("RUST_BACKTRACE", "0")
+            .envs(envs.iter().copied());
+        command
+    };
     // A test binary the kernel can run directly is run directly, even when
     // the parent runs under an emulator (qemu-x86_64 on x86_64): set
     // GREENLET_CHILD_RUNNER (for example to `qemu-x86_64`) to start children
@@ -37,24 +55,13 @@ pub fn run_child_with(name: &str, envs: &[(&str, &str)]) -> Output {
         .ok()
         .filter(|r| !r.trim().is_empty())
     {
-        let mut words = runner.split_whitespace();
-        let program = words.next().expect("a non-empty runner");
-        return Command::new(program)
-            .args(words)
-            .arg(&exe)
-            .args(args)
-            .env(CHILD, "1")
-            .env("RUST_BACKTRACE", "0")
-            .envs(envs.iter().copied())
+        let launcher: Vec<&std::ffi::OsStr> =
+            runner.split_whitespace().map(|w| w.as_ref()).collect();
+        return child(&launcher)
             .output()
             .unwrap_or_else(|e| panic!("GREENLET_CHILD_RUNNER={runner:?} cannot start: {e}"));
     }
-    let direct = Command::new(&exe)
-        .args(args)
-        .env(CHILD, "1")
-        .env("RUST_BACKTRACE", "0")
-        .envs(envs.iter().copied())
-        .output();
+    let direct = child(&[]).output();
     // A foreign binary under qemu-user without binfmt_misc cannot be executed:
     // either the spawn fails with ENOEXEC, or (with qemu's emulation of
     // vfork-based spawning) the child exits with 127 before printing anything,
@@ -71,14 +78,7 @@ pub fn run_child_with(name: &str, envs: &[(&str, &str)]) -> Output {
             // Run the child through the emulator too.
             let (qemu, default_sysroot) = emulator();
             let sysroot = std::env::var("QEMU_LD_PREFIX").unwrap_or(default_sysroot);
-            Command::new(&qemu)
-                .arg("-L")
-                .arg(&sysroot)
-                .arg(&exe)
-                .args(args)
-                .env(CHILD, "1")
-                .env("RUST_BACKTRACE", "0")
-                .envs(envs.iter().copied())
+            child(&[qemu.as_ref(), "-L".as_ref(), sysroot.as_ref()])
                 .output()
                 .unwrap_or_else(|e| {
                     panic!(

@@ -42,6 +42,8 @@ use crate::arch::{self, SwitchFn};
 #[cfg_attr(target_arch = "powerpc64", path = "powerpc64.rs")]
 #[cfg_attr(target_arch = "loongarch64", path = "loongarch64.rs")]
 mod probe;
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+mod x86_fp_control;
 
 extern "C" {
     fn greenlet_abi_probe(switch: SwitchFn, save: *mut *mut u8, load: *mut u8, out: *mut u64);

@@ -7,26 +7,9 @@
 /// callee-saved FP registers.
 pub const INT_REGS: &[&str] = &["ebx", "esi", "edi", "ebp"];
 pub const FP_REGS: &[&str] = &[];
-/// The probe: round toward zero, flush-to-zero, denormals-are-zero, all
-/// exceptions masked, no status flag; x87: round toward zero, single
-/// precision, all exceptions masked.
-const A_MXCSR: u64 = 0xFFC0;
-const A_FCW: u64 = 0x0C7F;
-/// The clobber side: round down and the invalid-operation flag raised;
-/// x87: round down.
-const B_MXCSR: u64 = 0x3F81;
-const B_FCW: u64 = 0x047F;
-/// MXCSR's six status flags stay with the thread in both builds.
-const MXCSR_FLAGS: u64 = 0x3F;
-/// What the probe must see after the round trip. With `fp-control` the
-/// control bits are the probe's own and the status flags the thread's (the
-/// clobber raised one); without it the whole state is the thread's, so the
-/// clobber's values come back.
-pub const EXPECTED_FP_CONTROL: u64 = if cfg!(feature = "fp-control") {
-    ((A_MXCSR & !MXCSR_FLAGS) | (B_MXCSR & MXCSR_FLAGS)) | (A_FCW << 32)
-} else {
-    B_MXCSR | (B_FCW << 32)
-};
+/// What the probe must find in its FP control slot (shared with the other
+/// x86 probe, which loads the same patterns).
+pub use super::x86_fp_control::EXPECTED_FP_CONTROL;
 /// Other callee-saved state the probe stores after the FP control slot
 /// (powerpc64's CR fields): none here.
 pub const OTHER_STATE: &[(&str, u64)] = &[];

@@ -90,7 +90,12 @@ unsafe fn release_all(mut this: NonNull<Inner>) {
         // the parent's last strong count).
         let inner = unsafe { this.as_ref() };
         match inner.state.get() {
-            State::Running => break,
+            State::Running => {
+                // The running greenlet: the switch that leaves it releases
+                // or kills it on the other side (`switch.rs`).
+                thread::set_current_unowned();
+                break;
+            }
             // SAFETY: forwarded contract; suspended and not main.
             State::Suspended if !inner.is_main && !unsafe { kill(this) } => {
                 break; // resurrected or deliberately leaked

@@ -22,9 +22,9 @@
 //! pending, RESUME otherwise (SPEC §5).
 //!
 //! The fast path ([`switch_value`]) is taken when a value goes to an unstarted
-//! or suspended greenlet, the thread has no "slow path wanted" flag (no
-//! tracer, no sanitizer, main greenlet made), and the greenlet being left
-//! still has a handle. Each side of the assembly is then a dozen instructions
+//! or suspended greenlet and the thread has no "slow path wanted" flag (no
+//! tracer, no sanitizer, main greenlet made, and the greenlet being left
+//! still has a handle). Each side of the assembly is then a dozen instructions
 //! or so (docs/benchmarks.md counts them).
 //!
 //! Unwinding never crosses the assembly: panics are caught at the bottom of
@@ -156,28 +156,27 @@ pub(crate) unsafe fn arch_switch(cur: &Inner, tgt: &Inner, send: &Transfer) -> T
 pub(crate) fn switch_value(target: *const Inner, value: Value) -> Value {
     // SAFETY: the caller holds a handle to `target`.
     let tgt = unsafe { &*target };
+    // One flag word (no tracer, main made, no sanitizer, and the greenlet
+    // being left still has a handle: otherwise the side it switches to must
+    // release or kill it, which the slow path does) and the target's state.
     if thread::slow_flags() == 0 && tgt.state.get().resumable() {
         // SAFETY: without the NO_MAIN flag CURRENT is set, and it is live
         // (nothing frees a running greenlet).
         let cur = unsafe { &*thread::current_unchecked() };
-        // A greenlet left without a handle must be released or killed by the
-        // side it switches to: the slow path does that.
-        if cur.strong.get() != 0 {
-            let send = value.into_transfer();
-            cur.state.set(State::Suspended);
-            tgt.state.set(State::Running);
-            thread::set_current(target);
-            // SAFETY: `cur` is running, now marked suspended; `tgt` is
-            // resumable (not running, not dead), now running and current.
-            // Nothing here unwinds.
-            let got = unsafe { arch_switch(cur, tgt, &send) };
-            if is_value(&got) {
-                // SAFETY: untagged words from whoever resumed us: a value.
-                return unsafe { Value::from_transfer(got) };
-            }
-            // SAFETY: the words our pending switch was resumed with.
-            return deliver(unsafe { resumed_message(got, &mut FakeStack::fresh()) });
+        let send = value.into_transfer();
+        cur.state.set(State::Suspended);
+        tgt.state.set(State::Running);
+        thread::set_current(target);
+        // SAFETY: `cur` is running, now marked suspended; `tgt` is resumable
+        // (not running, not dead), now running and current. Nothing here
+        // unwinds.
+        let got = unsafe { arch_switch(cur, tgt, &send) };
+        if is_value(&got) {
+            // SAFETY: untagged words from whoever resumed us: a value.
+            return unsafe { Value::from_transfer(got) };
         }
+        // SAFETY: the words our pending switch was resumed with.
+        return deliver(unsafe { resumed_message(got, &mut FakeStack::fresh()) });
     }
     switch_slow(target, Message::Value(value))
 }
@@ -228,6 +227,8 @@ pub(crate) unsafe fn leave(
     let bounds = tgt.stack_bounds();
     tgt.state.set(State::Running);
     thread::set_current(target);
+    // A resumable greenlet always has a handle.
+    thread::clear_current_unowned();
     // Last before the switch: for a dying greenlet this frees its fake stack
     // under AddressSanitizer, and nothing may use that stack afterwards.
     sanitizer::start_switch(fake, bounds);

@@ -27,6 +27,13 @@ pub(crate) mod slow {
     pub(crate) const TRACING: usize = 2;
     /// AddressSanitizer must be told of every switch (feature `asan`).
     pub(crate) const SANITIZER: usize = 4;
+    /// The running greenlet's last strong handle has dropped: the switch
+    /// that leaves it must have the other side release or kill it (SPEC
+    /// S10). Cleared by that switch, since a greenlet that can be resumed
+    /// always has a handle. May stay set after a new handle is taken (only
+    /// a slower switch follows), never clear while the running greenlet
+    /// has none.
+    pub(crate) const UNOWNED: usize = 8;
 }
 
 /// The bits every thread starts with.
@@ -89,6 +96,18 @@ impl Drop for MainGuard {
 #[inline(always)]
 pub(crate) fn slow_flags() -> usize {
     HOT.with(|h| h.slow.get())
+}
+
+/// The running greenlet has just lost its last strong handle.
+#[inline]
+pub(crate) fn set_current_unowned() {
+    set_slow(slow::UNOWNED, true);
+}
+
+/// A switch is leaving the running greenlet for one that has a handle.
+#[inline(always)]
+pub(crate) fn clear_current_unowned() {
+    HOT.with(|h| h.slow.set(h.slow.get() & !slow::UNOWNED));
 }
 
 fn set_slow(bit: usize, on: bool) {

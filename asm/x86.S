@@ -1,195 +1,233 @@
 /*
- * greenlet stack switch for 32-bit x86 (i686), System V i386 ABI (Linux).
+ * greenlet stack switch for 32-bit x86 (i686), System V i386 ABI (Linux ELF).
  * Rust calls this CPU family `x86` (CARGO_CFG_TARGET_ARCH), hence the name.
  *
- * Exports exactly three symbols (hidden, with the crate version in the name;
- * build.rs passes the names as GREENLET_SWITCH, GREENLET_INIT and GREENLET_ENTRY,
- * and defines GREENLET_FP_CONTROL when the cargo feature `fp-control` is on).
- * Arguments come on the stack (cdecl): at entry 4(%esp) is the first one.
+ * Exports four symbols (hidden, with the crate version in the name; build.rs
+ * passes the names as GREENLET_RESUME, GREENLET_YIELD, GREENLET_INIT and
+ * GREENLET_ENTRY, and defines GREENLET_FP_CONTROL when the cargo feature
+ * `fp-control` is on). Only src/arch/x86.rs reaches them.
  *
- *   usize GREENLET_SWITCH(void **save_sp, void *load_sp, usize transfer)
- *       4(%esp) = where to store the current stack pointer
- *       8(%esp) = stack pointer of the context to resume (a frame laid out below)
- *      12(%esp) = transfer word, handed to the resumed side in eax
+ * The contract (SPEC section 5). The two switch entries are not C functions:
+ * they are reached from `asm!` blocks that load the registers below and declare
+ * every other register that Rust lets them name as clobbered (clobber_abi("C")
+ * plus ebx and edi), so the compiler keeps across a switch only what is live,
+ * in registers of its choice. What `asm!` cannot name on x86-32 is saved here:
+ * esi (LLVM's base pointer there) and ebp (the frame pointer), plus the resume
+ * address. ebx, the GOT pointer of i386 PIC code, can be named on x86-32 (only
+ * x86_64 reserves rbx), so the call site declares it and the compiler reloads
+ * its GOT pointer itself when it needs one after a switch.
  *
- *   void *GREENLET_INIT(void *top, entry_fn entry, usize arg)
- *       4(%esp) = 16-aligned top of a fresh stack, 8(%esp) = entry, 12(%esp) = arg
- *       writes the initial frame below `top` and returns its stack pointer, to
- *       be passed to GREENLET_SWITCH as load_sp. The frame layout is written in
- *       this file only: the offsets below serve the switch and this routine.
+ * Registers are scarce: asm! can name exactly five general registers here
+ * (eax, ebx, ecx, edx, edi), and a switch needs five words in and three out.
+ * All five carry one each, none goes through memory:
+ *
+ *   in and out:  eax, edx, ecx   the three transfer words a, b, c, passed
+ *                                through untouched to the resumed side (the
+ *                                call site receives the address of the words
+ *                                in eax and loads them inside its asm! block,
+ *                                eax last)
+ *   in:          ebx             where to store the suspended stack pointer
+ *                edi             the stack pointer of the context to resume
+ *   destroyed:   ebx, edi (nothing else: eflags aside, the routine touches
+ *                only esp, the two registers it restores, and these two)
+ *
+ *   GREENLET_RESUME   entered by `call`, so the CPU's return-stack predictor
+ *                     pushes the suspending side's resume address, which the
+ *                     call also stores. Leaves by an indirect `jmp` to the
+ *                     resumed side's resume address.
+ *   GREENLET_YIELD    entered by `jmp` after the asm! block has pushed its own
+ *                     resume address (a label after the jmp). Leaves by `ret`:
+ *                     when the resumed side is the one whose RESUME is still
+ *                     pending, the predictor pops exactly the entry that RESUME
+ *                     pushed, so in parent/child ping-pong every return is
+ *                     predicted. The Rust layer chooses; a wrong choice costs
+ *                     a mispredicted return, never correctness.
+ *
+ *   void *GREENLET_INIT(void *top, entry_fn entry, usize arg)   (a C function,
+ *       cdecl: 4(%esp) = 16-aligned top of a fresh stack, 8(%esp) = entry,
+ *       12(%esp) = arg) writes below `top` a frame shaped like a suspended
+ *       one, whose resume address is GREENLET_ENTRY, and returns its stack
+ *       pointer.
  *
  *   GREENLET_ENTRY
- *       never called: the first switch into a new stack jumps here. It calls
- *       entry(transfer, arg) (cdecl) with entry in esi and arg in edi, both put
- *       in the initial frame by GREENLET_INIT. entry never returns.
+ *       the first code on every new stack, reached by either entry's exit. It
+ *       pushes entry's four cdecl arguments (a, b, c from the switch in eax,
+ *       edx, ecx; arg from the initial frame's ebp slot), then an address of
+ *       its own as the return address, and jumps to entry (from the esi slot):
+ *       a jump, not a call, so that the predictor holds no entry that no `ret`
+ *       will ever pop. entry never returns.
  *
- * Callee-saved in the i386 ABI: ebx, esi, edi, ebp (and esp). Everything
- * else, the x87 register stack and xmm0-7 included, is caller-saved, so there
- * are no callee-saved FP registers at all.
+ * Saved frame (what the stored stack pointer points at while a context is
+ * suspended); F is 8 with GREENLET_FP_CONTROL and 0 without. Both entries
+ * write and read this one layout, so either resumes a context that either
+ * suspended.
  *
- * Saved frame (what `save_sp` points at while a context is suspended); F is 8
- * with GREENLET_FP_CONTROL and 0 without:
- *
- *   offset  size  content                             initial frame (GREENLET_INIT)
- *   ------  ----  ----------------------------------  -----------------------------
+ *   offset  size  content                            initial frame (GREENLET_INIT)
+ *   ------  ----  ---------------------------------  -----------------------------
  *   fp-control only:
- *     +0     4    MXCSR (control bits are used)       the creator's MXCSR
- *     +4     2    x87 FPU control word                the creator's control word
- *     +6     2    padding                             0
+ *     +0     4    MXCSR (control bits are used)      the creator's MXCSR
+ *     +4     2    x87 FPU control word               the creator's control word
+ *     +6     2    padding                            0
  *   always:
- *    F+0     4    edi                                 entry argument
- *    F+4     4    esi                                 entry function
- *    F+8     4    ebx                                 0
- *   F+12     4    ebp                                 0 (ends frame-pointer chains)
- *   F+16     4    return address                      GREENLET_ENTRY
- *   F+20          caller's frame: its outgoing        top of the stack (16-aligned)
- *                 arguments (save_sp, load_sp,
- *                 transfer), which it pops itself
+ *    F+0     4    esi                                entry function
+ *    F+4     4    ebp                                entry argument
+ *    F+8     4    resume address                     GREENLET_ENTRY
+ *   F+12          the suspended side's own frame     top of the stack (16-aligned)
  *
  * Stack picture during a switch from A to B (higher addresses at the top; both
  * stacks grow downward):
  *
- *        stack of A (being suspended)           stack of B (being resumed)
- *      |  A's callers ...         |           |  B's callers ...         |
- *      |  transfer, load, save    |           |  transfer, load, save    |  cdecl arguments
- *      +--------------------------+           +--------------------------+
- * F+16 |  return address into A   |           |  return address into B   |  <- jmp
- * F+12 |  ebp                     |           |  ebp                     |  \
- *   .. |  ebx, esi                |           |  ebx, esi                |   } popped
- *  F+0 |  edi                     |           |  edi                     |  /
- *   +0 | [MXCSR | x87 CW | pad]   |           | [MXCSR | x87 CW | pad]   |  fp-control
- *      +--------------------------+           +--------------------------+
- *        ^ stored to *save_sp                   ^ load_sp
+ *        stack of A (being suspended)          stack of B (being resumed)
+ *      |  A's frames (the asm! site's        |  |  B's frames              |
+ *      |  caller keeps what is live there)   |  |                          |
+ *      +-------------------------------------+  +--------------------------+
+ *  F+8 |  resume address (call / push)       |  |  resume address          | <- jmp / ret
+ *  F+4 |  ebp                                |  |  ebp                     | \ popped
+ *  F+0 |  esi                                |  |  esi                     | /
+ *   +0 | [MXCSR | x87 CW | pad]  fp-control  |  | [MXCSR | x87 CW | pad]   |
+ *      +-------------------------------------+  +--------------------------+
+ *        ^ stored to (ebx)                        ^ edi
  *
  * Alignment: Linux i386 code keeps esp 16-aligned at every call (GCC and Rust
- * both assume it), so a function starts with esp = 12 (mod 16). The saved frame
- * itself needs no alignment (stmxcsr wants 4). GREENLET_INIT puts the frame at
- * top - (F + 20), so that GREENLET_ENTRY runs with esp = top, 16-aligned; it
- * pushes 16 bytes of arguments (two words and 8 of padding) and calls entry
- * with esp 16-aligned, as entry's compiler assumes.
+ * both assume it), and asm! blocks run with it so. The saved frame itself
+ * needs none (stmxcsr and fnstcw want 4 and 2). GREENLET_INIT puts the frame
+ * at top - (F + 12), so GREENLET_ENTRY runs with esp = top; its four argument
+ * words keep esp 16-aligned, and its pushed return address gives entry the
+ * esp = 12 (mod 16) that a called function expects.
+ *
+ * No PC-relative addressing on i386. Two places need an address of their own
+ * code, and both take it from a call to the next instruction, `call 1f; 1:`,
+ * which needs no GOT and no text relocation (Rust links PIE) and which CPUs
+ * leave off the return-stack predictor, so it unbalances nothing:
+ *   - GREENLET_INIT: `call 1f; 1: pop %ecx; add $(GREENLET_ENTRY - 1b), %ecx`;
+ *   - the YIELD call site (src/arch/x86.rs) and GREENLET_ENTRY: `call 1f;
+ *     1: addl $(2f - 1b), (%esp)` turns the pushed address into the resume
+ *     label's (or the trampoline's) in place, with no register: the call
+ *     site has none left.
+ * If a CPU did push such a call on its predictor, every YIELD's `ret` would
+ * pop that entry instead of the RESUME's and mispredict. Measured natively in
+ * 32-bit mode on an Intel Xeon KVM guest, C loop calling a function, best of
+ * 30 runs of 2M calls: `call 1f; 1: addl $4, %esp; ret` 1.34 ns, the same
+ * work as `pushl; addl; ret` 1.34 ns, a `ret` known to mispredict (to an
+ * address moved as above) 23 ns: that call stays off the predictor.
+ *
+ * Why this shape: the reasons of asm/x86_64.S, measured there in one C
+ * harness (issue 22): the RESUME/YIELD pair with everything asm! can name
+ * declared clobbered runs at corosensei's speed, 2.7x faster than one routine
+ * saving every callee-saved register and leaving by pop + jmp. The crate's
+ * bare round trip (two switches, `greenlet::bench_support::
+ * bare_switch_round_trips`, release, no fp-control) on the same Xeon guest,
+ * natively in 32-bit mode, fastest of 10 interleaved runs (each the best of
+ * 10 x 5M round trips), on a busy 2-core machine (load average 18; the
+ * native x86_64 build of the same loop took 10.5 ns there, several times its
+ * quiet time, so the absolute numbers are the load's and only the order is
+ * telling):
+ *   the old one-entry routine (ebx, esi, edi, ebp saved, pop + jmp)   16.9 ns
+ *   this file, main by RESUME, the other side by YIELD                13.1 ns
+ *   this file, both sides by RESUME (no ret at all)                   14.5 ns
  *
  * The FP control state (SPEC section 5), the same scheme as asm/x86_64.S and
  * for the same measured reasons (see that file's header). Without fp-control
- * it is not touched: MXCSR and the x87 control word belong to the thread.
- * With it, each greenlet keeps its own *control* bits (rounding, FTZ/DAZ,
- * exception masks, x87 precision and rounding) while MXCSR's six status flags
- * stay with the thread; the loads are skipped when the control bits already
- * agree, which is nearly always. Rust's i686 target requires SSE2, so MXCSR
- * exists; the x87 control word matters more here than on x86_64, since i386
- * returns float results in st(0) and x87 code is common.
+ * it is not touched: MXCSR and the x87 control word belong to the thread, as
+ * Rust assumes. With it, each greenlet keeps its own *control* bits (rounding,
+ * FTZ/DAZ, exception masks, x87 precision and rounding) while MXCSR's six
+ * status flags stay with the thread; the loads are skipped when the control
+ * bits already agree, which is nearly always. Rust's i686 target requires
+ * SSE2, so MXCSR exists; the x87 control word matters more here than on
+ * x86_64, since i386 returns float results in st(0) and x87 code is common.
+ * The scratch registers for the comparison are esi and ebp (already pushed,
+ * popped from the resumed frame at the end) and, once the stack pointer is
+ * swapped, ebx; the transfer registers stay untouched.
  *
- * Other choices:
- *  - The resumed side is entered with `pop` + `jmp`, not `ret`, as on x86_64:
- *    a `ret` always goes to a different call site than the return-stack
- *    predictor pushed, and mispredicts. Measured natively in 32-bit mode on
- *    an Intel Xeon KVM guest, bare round trip (two switches,
- *    `bench_support::bare_switch_round_trips`, release): 12-15 ns with `jmp`,
- *    47-50 ns with `ret`.
- *  - i386 has no PC-relative addressing. GREENLET_INIT finds GREENLET_ENTRY
- *    with `call 1f; 1: pop`, which CPUs treat as a non-return (a call to the
- *    next instruction is not pushed on the return-stack predictor) and which
- *    needs no GOT, so the code stays position-independent (Rust links PIE)
- *    without a text relocation.
- *  - `endbr32` opens each entry point, a no-op without IBT; no GNU property
- *    note claims IBT or shadow stacks (see asm/x86_64.S for why it must not).
+ * `endbr32` opens the C-callable routine and the trampoline; it is a no-op
+ * without IBT. The file claims no IBT or shadow-stack property and must not:
+ * RESUME's call is never matched by a return, YIELD's `ret` pops an address a
+ * different call pushed, and resume labels are not landing pads.
+ *
+ * Caller-saved registers (eax, ecx, edx, the x87 stack, mm0-7, xmm0-7: i386
+ * has no callee-saved FP register at all) and ebx, edi need no saving here:
+ * the asm! site declares them clobbered.
  */
+#include "platform.h"
 
 #ifdef GREENLET_FP_CONTROL
 #define F 8
 #else
 #define F 0
 #endif
-#define FRAME_EDI   (F + 0)
-#define FRAME_ESI   (F + 4)
-#define FRAME_EBX   (F + 8)
-#define FRAME_EBP   (F + 12)
-#define FRAME_RET   (F + 16)
-#define FRAME_BYTES (F + 20)
+#define FRAME_ESI    (F + 0)
+#define FRAME_EBP    (F + 4)
+#define FRAME_RESUME (F + 8)
+#define FRAME_BYTES  (F + 12)
 /* MXCSR status flags (IE DE ZE OE UE PE): the thread's, never switched. */
 #define MXCSR_FLAGS 0x3f
 
-        .text
-
-        .globl  GREENLET_SWITCH
-        .hidden GREENLET_SWITCH
-        .type   GREENLET_SWITCH, @function
-        .p2align 4
-GREENLET_SWITCH:
-        .cfi_startproc
-        endbr32
-        movl    4(%esp), %ecx           /* save_sp */
-        movl    8(%esp), %edx           /* load_sp */
-        movl    12(%esp), %eax          /* transfer: stays in eax to the end */
+/* The body both entries share: save ebp, esi (and the FP control words),
+   store esp to (ebx), load edi, restore the same from there. On entry the
+   resume address is at (esp); on exit too, the resumed side's. The CFI stays
+   true across the swap because the resumed frame has the same layout. */
+.macro SWAP_STACKS
         pushl   %ebp
         .cfi_adjust_cfa_offset 4
         .cfi_rel_offset %ebp, 0
-        pushl   %ebx
-        .cfi_adjust_cfa_offset 4
-        .cfi_rel_offset %ebx, 0
         pushl   %esi
         .cfi_adjust_cfa_offset 4
         .cfi_rel_offset %esi, 0
-        pushl   %edi
-        .cfi_adjust_cfa_offset 4
-        .cfi_rel_offset %edi, 0
 #ifdef GREENLET_FP_CONTROL
         subl    $8, %esp
         .cfi_adjust_cfa_offset 8
         stmxcsr (%esp)
         fnstcw  4(%esp)
-        /* Every callee-saved register is free from here on: each was pushed
-           above and is popped from the resumed frame below. */
-        movl    (%esp), %ebx            /* ours: 4-byte loads of what the two */
-        movzwl  4(%esp), %esi           /* stores wrote are forwarded */
+        movl    (%esp), %esi            /* ours: 4- and 2-byte loads of what */
+        movzwl  4(%esp), %ebp           /* the two stores wrote are forwarded */
 #endif
-
-        /* The only instructions that touch both stacks. The CFI above stays true
-           after the swap because the resumed frame has the same layout. */
-        movl    %esp, (%ecx)
-        movl    %edx, %esp
-
+        movl    %esp, (%ebx)
+        movl    %edi, %esp
 #ifdef GREENLET_FP_CONTROL
-        movl    (%esp), %edi            /* their MXCSR */
-        movl    %edi, %ebp
-        xorl    %ebx, %ebp
-        testl   $~MXCSR_FLAGS, %ebp
+        movl    (%esp), %ebx            /* theirs */
+        xorl    %esi, %ebx
+        testl   $~MXCSR_FLAGS, %ebx
         jz      1f                      /* same control bits: keep ours, flags too */
-        andl    $~MXCSR_FLAGS, %edi
-        andl    $MXCSR_FLAGS, %ebx
-        orl     %ebx, %edi              /* their control bits, the thread's flags */
-        movl    %edi, (%esp)
+        xorl    %esi, %ebx              /* theirs again */
+        andl    $~MXCSR_FLAGS, %ebx
+        andl    $MXCSR_FLAGS, %esi
+        orl     %esi, %ebx              /* their control bits, the thread's flags */
+        movl    %ebx, (%esp)
         ldmxcsr (%esp)
-1:      cmpw    4(%esp), %si
+1:      cmpw    4(%esp), %bp
         je      2f
         fldcw   4(%esp)
 2:      addl    $8, %esp
         .cfi_adjust_cfa_offset -8
 #endif
-        popl    %edi
-        .cfi_adjust_cfa_offset -4
-        .cfi_restore %edi
         popl    %esi
         .cfi_adjust_cfa_offset -4
         .cfi_restore %esi
-        popl    %ebx
-        .cfi_adjust_cfa_offset -4
-        .cfi_restore %ebx
         popl    %ebp
         .cfi_adjust_cfa_offset -4
         .cfi_restore %ebp
-        popl    %ecx                    /* return address of the resumed side */
+.endm
+
+        TEXT_SECTION
+
+FUNCTION_BEGIN(GREENLET_RESUME)
+        .cfi_startproc
+        SWAP_STACKS
+        popl    %edi                    /* the resumed side's resume address */
         .cfi_adjust_cfa_offset -4
-        .cfi_register %eip, %ecx
-        jmp     *%ecx
-
+        .cfi_register %eip, %edi
+        jmpl    *%edi
         .cfi_endproc
-        .size   GREENLET_SWITCH, .-GREENLET_SWITCH
+FUNCTION_END(GREENLET_RESUME)
 
-        .globl  GREENLET_INIT
-        .hidden GREENLET_INIT
-        .type   GREENLET_INIT, @function
-        .p2align 4
-GREENLET_INIT:
+FUNCTION_BEGIN(GREENLET_YIELD)
+        .cfi_startproc
+        SWAP_STACKS
+        retl                            /* pops what the matching RESUME's call pushed */
+        .cfi_endproc
+FUNCTION_END(GREENLET_YIELD)
+
+FUNCTION_BEGIN(GREENLET_INIT)
         .cfi_startproc
         endbr32
         movl    4(%esp), %eax
@@ -197,14 +235,11 @@ GREENLET_INIT:
         movl    8(%esp), %ecx
         movl    %ecx, FRAME_ESI(%eax)   /* entry function */
         movl    12(%esp), %ecx
-        movl    %ecx, FRAME_EDI(%eax)   /* entry argument */
-        xorl    %ecx, %ecx
-        movl    %ecx, FRAME_EBX(%eax)
-        movl    %ecx, FRAME_EBP(%eax)
+        movl    %ecx, FRAME_EBP(%eax)   /* entry argument */
         call    1f                      /* position-independent address of the trampoline */
 1:      popl    %ecx
         addl    $(GREENLET_ENTRY - 1b), %ecx
-        movl    %ecx, FRAME_RET(%eax)
+        movl    %ecx, FRAME_RESUME(%eax)
 #ifdef GREENLET_FP_CONTROL
         /* A new greenlet starts with its creator's FP control state, as a new
            thread does (POSIX) and as Boost's make_fcontext does. */
@@ -214,27 +249,24 @@ GREENLET_INIT:
 #endif
         ret
         .cfi_endproc
-        .size   GREENLET_INIT, .-GREENLET_INIT
+FUNCTION_END(GREENLET_INIT)
 
-        .globl  GREENLET_ENTRY
-        .hidden GREENLET_ENTRY
-        .type   GREENLET_ENTRY, @function
-        .p2align 4
-GREENLET_ENTRY:
+FUNCTION_BEGIN(GREENLET_ENTRY)
         .cfi_startproc
         /* Bottom of every greenlet stack: there is no caller. Marking the return
            address undefined makes unwinders, backtraces and gdb stop here. */
         .cfi_undefined %eip
         endbr32
-        subl    $8, %esp                /* esp = top here; keep 16 at the call */
-        .cfi_adjust_cfa_offset 8
-        pushl   %edi                    /* argument from the initial frame */
-        .cfi_adjust_cfa_offset 4
-        pushl   %eax                    /* transfer word from the switch */
-        .cfi_adjust_cfa_offset 4
-        calll   *%esi                   /* entry(transfer, arg), never returns */
-        ud2
+        pushl   %ebp                    /* arg, from the initial frame */
+        pushl   %ecx                    /* c */
+        pushl   %edx                    /* b */
+        pushl   %eax                    /* a: entry(a, b, c, arg), cdecl */
+        xorl    %ebp, %ebp              /* ends frame-pointer chains */
+        call    1f                      /* a return address inside this routine: */
+1:      addl    $(3f - 1b), (%esp)      /* the ud2 below */
+        jmpl    *%esi                   /* entry, from the initial frame; never returns */
+3:      ud2
         .cfi_endproc
-        .size   GREENLET_ENTRY, .-GREENLET_ENTRY
+FUNCTION_END(GREENLET_ENTRY)
 
-        .section .note.GNU-stack,"",@progbits
+        GNU_STACK_NOTE

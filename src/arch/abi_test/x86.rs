@@ -13,17 +13,14 @@ pub use super::x86_fp_control::EXPECTED_FP_CONTROL;
 /// Other callee-saved state the probe stores after the FP control slot
 /// (powerpc64's CR fields): none here.
 pub const OTHER_STATE: &[(&str, u64)] = &[];
-/// The register that `greenlet_abi_bad_switch` loses.
-pub const FORGOTTEN: &str = "edi";
 
-// The probe's frame, below the four callee-saved registers it pushes (44
+// The probe's frame, below the four callee-saved registers it pushes (28
 // bytes, so that esp is 16-aligned at its call, as at any i386 call):
-//    0, 4, 8  the switch's arguments: save slot, load sp, transfer 0
-//   12        out
-//   16, 20    the caller's MXCSR and x87 control word, restored at the end
-//   24, 28    scratch for loading pattern A
-// Its own arguments are above: switch fn at 64, save slot 68, load sp 72,
-// out 76.
+//    0        body's argument: ctx
+//    4        out
+//    8, 12    the caller's MXCSR and x87 control word, restored at the end
+//   16, 20    scratch for loading pattern A
+// Its own arguments are above: body at 48, ctx at 52, out at 56.
 std::arch::global_asm!(
     ".text",
     ".globl greenlet_abi_probe",
@@ -33,27 +30,24 @@ std::arch::global_asm!(
     "push %ebx",
     "push %esi",
     "push %edi",
-    "sub $44, %esp",
-    "stmxcsr 16(%esp)",
-    "fnstcw 20(%esp)",
-    "mov 76(%esp), %eax",
-    "mov %eax, 12(%esp)",
-    "mov 68(%esp), %eax",
+    "sub $28, %esp",
+    "stmxcsr 8(%esp)",
+    "fnstcw 12(%esp)",
+    "mov 52(%esp), %eax",
     "mov %eax, 0(%esp)",
-    "mov 72(%esp), %eax",
+    "mov 56(%esp), %eax",
     "mov %eax, 4(%esp)",
-    "movl $0, 8(%esp)",
-    "movl $0xFFC0, 24(%esp)",
-    "ldmxcsr 24(%esp)",
-    "movw $0x0C7F, 28(%esp)",
-    "fldcw 28(%esp)",
-    "mov 64(%esp), %eax",
+    "movl $0xFFC0, 16(%esp)",
+    "ldmxcsr 16(%esp)",
+    "movw $0x0C7F, 20(%esp)",
+    "fldcw 20(%esp)",
+    "mov 48(%esp), %eax",
     "mov $0x01010101, %ebx",
     "mov $0x02020202, %esi",
     "mov $0x03030303, %edi",
     "mov $0x04040404, %ebp",
     "call *%eax",
-    "mov 12(%esp), %ecx",
+    "mov 4(%esp), %ecx",
     "mov %ebx, 0(%ecx)",
     "movl $0, 4(%ecx)",
     "mov %esi, 8(%ecx)",
@@ -66,29 +60,24 @@ std::arch::global_asm!(
     "movl $0, 36(%ecx)",
     "stmxcsr 32(%ecx)",
     "fnstcw 36(%ecx)",
-    "ldmxcsr 16(%esp)",
-    "fldcw 20(%esp)",
-    "add $44, %esp",
+    "ldmxcsr 8(%esp)",
+    "fldcw 12(%esp)",
+    "add $28, %esp",
     "pop %edi",
     "pop %esi",
     "pop %ebx",
     "pop %ebp",
     "ret",
     "",
-    // Arguments: switch fn at 4(%esp), save slot at 8, pointer to the probe's
-    // saved sp at 12. Its frame: the switch's three arguments at 0, 4, 8 and
-    // scratch at 12 and 16 (28 bytes keep esp 16-aligned at the call).
+    // Arguments: body at 4(%esp), ctx at 8. Its frame: body's argument at 0
+    // and scratch at 12 and 16 (28 bytes keep esp 16-aligned at the call).
     ".globl greenlet_abi_clobber",
     ".p2align 4",
     "greenlet_abi_clobber:",
     "mov 4(%esp), %eax",
     "mov 8(%esp), %ecx",
-    "mov 12(%esp), %edx",
-    "mov (%edx), %edx",
     "sub $28, %esp",
     "mov %ecx, 0(%esp)",
-    "mov %edx, 4(%esp)",
-    "movl $0, 8(%esp)",
     "movl $0x3F81, 12(%esp)",
     "ldmxcsr 12(%esp)",
     "movw $0x047F, 16(%esp)",
@@ -99,25 +88,5 @@ std::arch::global_asm!(
     "mov $0xbad4f00d, %ebp",
     "call *%eax",
     "ud2",
-    options(att_syntax)
-);
-
-// The real switch, then edi corrupted on the way back: a switch that fails to
-// preserve exactly one register, which the probe must catch. The three
-// arguments are pushed again for it (each `push 12(%esp)` reaches one word
-// further up, past the words already pushed); esp is 16-aligned at the call.
-std::arch::global_asm!(
-    ".text",
-    ".globl greenlet_abi_bad_switch",
-    ".p2align 4",
-    "greenlet_abi_bad_switch:",
-    "push 12(%esp)",
-    "push 12(%esp)",
-    "push 12(%esp)",
-    "call {switch}",
-    "add $12, %esp",
-    "not %edi",
-    "ret",
-    switch = sym super::super::ffi::switch,
     options(att_syntax)
 );

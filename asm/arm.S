@@ -126,7 +126,11 @@
  * exit is `bx`, which switches to the state bit 0 names. GREENLET_INIT stores
  * the trampoline's address with bit 0 clear (`adr` of A32 code), its state
  * being A32; the trampoline's `bx` enters a Thumb entry function correctly.
- * The ABI test switches from and to Thumb code through both entries.
+ * The ABI test switches from and to Thumb code through both entries. The
+ * price in Thumb builds: YIELD's `b` goes through the veneer (two more
+ * branches, one of them indirect), which an A32 build does not pay; a Thumb
+ * build of this file for Thumb targets would avoid it (not done: build.rs
+ * cannot see `thumb-mode`, stable Rust reports no ARM target features).
  *
  * Unwinding. Rust on 32-bit ARM unwinds with the EHABI tables (.ARM.exidx),
  * not DWARF CFI, so each routine has .fnstart/.fnend. EHABI describes a

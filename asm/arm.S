@@ -11,8 +11,8 @@
  * they are reached from `asm!` blocks that load the registers below and declare
  * every other register that Rust lets them name as clobbered (clobber_abi("C"),
  * which is r0-r3, r12, lr, d0-d7 and d16-d31, plus r5, r8, r9, r10 and
- * d8-d15; r4 carries an operand and is not kept either), so the compiler keeps across a switch only what is live, in
- * registers of its choice. What `asm!` cannot name is saved here:
+ * d8-d15; r4 carries an operand and is not kept either), so the compiler
+ * keeps across a switch only what is live, in registers of its choice. What `asm!` cannot name is saved here:
  *
  *   r6    LLVM's base pointer, never an asm! operand;
  *   r11   the frame pointer of A32 code (what Rust emits for this target);
@@ -35,7 +35,7 @@
  *
  * Not r12 for the stack pointer, although it is the caller-saved register
  * left: AAPCS lets a linker veneer corrupt r12 (ip) between a branch and its
- * target, and GNU ld's Thumb-to-ARM veneer for the YIELD site's `b` does
+ * target, and GNU ld's Thumb-to-ARM veneer for a Thumb YIELD site's `b` does
  * (`ldr ip, [pc]; add pc, ip, pc`; found by the ABI test's Thumb entry). r4
  * is free because the site declares it clobbered anyway.
  *

@@ -31,10 +31,12 @@ use std::mem::MaybeUninit;
 
 #[cfg_attr(target_arch = "x86_64", path = "x86_64.rs")]
 #[cfg_attr(target_arch = "x86", path = "x86.rs")]
-#[cfg_attr(
-    not(any(target_arch = "x86_64", target_arch = "x86")),
-    path = "legacy.rs"
-)]
+#[cfg_attr(target_arch = "arm", path = "arm.rs")]
+#[cfg_attr(target_arch = "aarch64", path = "aarch64.rs")]
+#[cfg_attr(target_arch = "riscv64", path = "riscv64.rs")]
+#[cfg_attr(target_arch = "loongarch64", path = "loongarch64.rs")]
+#[cfg_attr(target_arch = "powerpc64", path = "powerpc64.rs")]
+#[cfg_attr(target_arch = "s390x", path = "s390x.rs")]
 mod cpu;
 
 pub(crate) use cpu::{resume, yield_to};
@@ -136,8 +138,6 @@ pub(crate) unsafe fn init_stack(stack_top: *mut u8, entry: EntryFn, arg: usize) 
     unsafe { cpu::init(stack_top, entry, arg) }
 }
 
-// The CPUs still on the legacy stand-in get their ABI test back with their
-// port (their probes call the old one-entry switch).
-#[cfg(all(test, any(target_arch = "x86_64", target_arch = "x86")))]
+#[cfg(test)]
 mod abi_test;
 pub(crate) mod bare;

@@ -1,13 +1,14 @@
 //! 32-bit ARM (AAPCS, VFP variant): r4-r11, d8-d15; FPSCR's control bits
 //! under `fp-control`, its status bits (flags, QC, NZCV) always the thread's.
 //!
-//! The probe and the clobber are Thumb code while the switch is A32 code, so
-//! every round trip here also proves the interworking: a Thumb caller's call
-//! and its resumption by `bx lr`. A Thumb entry function started by the
-//! trampoline is checked on its own below.
+//! The probe and the clobber are Thumb code, while the Rust code between
+//! them (the call sites) is A32 and the switch is A32 code too, so every round
+//! trip here also crosses states. A Thumb entry function started by the
+//! trampoline, switching from Thumb code through both entries, is checked on
+//! its own below.
 
 use crate::arch::bare::ScratchStack;
-use crate::arch::{self, SwitchFn};
+use crate::arch::{self, Transfer};
 
 /// Callee-saved registers in the order the probe stores them, each 32-bit
 /// value zero-extended into its 64-bit slot. lr is the return address and sp
@@ -29,10 +30,8 @@ pub const EXPECTED_FP_CONTROL: u64 = if cfg!(feature = "fp-control") {
 } else {
     B_FPSCR
 };
-/// The register that `greenlet_abi_bad_switch` corrupts.
 /// No callee-saved state beside the integer and FP registers.
 pub const OTHER_STATE: &[(&str, u64)] = &[];
-pub const FORGOTTEN: &str = "r11";
 
 std::arch::global_asm!(
     ".syntax unified",
@@ -43,14 +42,14 @@ std::arch::global_asm!(
     ".thumb_func",
     ".p2align 2",
     "greenlet_abi_probe:",
-    // r0 = switch fn, r1 = save slot, r2 = load sp, r3 = out
+    // r0 = body, r1 = ctx, r2 = out
     "push {{r4-r11, lr}}",
     "vpush {{d8-d15}}",
     // [sp] = the caller's FPSCR, [sp + 4] = out; 112 bytes keep sp 8-aligned
     "sub sp, sp, #12",
     "vmrs r12, fpscr",
     "str r12, [sp]",
-    "str r3, [sp, #4]",
+    "str r2, [sp, #4]",
     "movw r3, #0x1111",
     "movw lr, #0x0",
     "movt lr, #0x3ff0",
@@ -88,8 +87,6 @@ std::arch::global_asm!(
     "vmsr fpscr, r3",
     "mov r12, r0",
     "mov r0, r1",
-    "mov r1, r2",
-    "movs r2, #0",
     "movw r4, #0x101",
     "movt r4, #0x101",
     "movw r5, #0x202",
@@ -148,11 +145,9 @@ std::arch::global_asm!(
     ".thumb_func",
     ".p2align 2",
     "greenlet_abi_clobber:",
-    // r0 = switch fn, r1 = save slot, r2 = pointer to the probe's saved sp
+    // r0 = body, r1 = ctx
     "mov r12, r0",
     "mov r0, r1",
-    "ldr r1, [r2]",
-    "movs r2, #0",
     "movw r4, #0x101",
     "movt r4, #0xbad0",
     "movw r5, #0x202",
@@ -208,27 +203,14 @@ std::arch::global_asm!(
     "udf #0",
 );
 
-// The real switch, then r11 corrupted on the way back: a switch that fails to
-// preserve exactly one register, which the probe must catch. (r4 rides along
-// in the push only to keep the stack 8-aligned at the call.)
-std::arch::global_asm!(
-    ".syntax unified",
-    ".text",
-    ".arm",
-    ".globl greenlet_abi_bad_switch",
-    ".type greenlet_abi_bad_switch, %function",
-    ".p2align 2",
-    "greenlet_abi_bad_switch:",
-    "push {{r4, lr}}",
-    "bl {switch}",
-    "pop {{r4, lr}}",
-    "mvn r11, r11",
-    "bx lr",
-    switch = sym super::super::ffi::switch,
-);
-
-// A Thumb entry function: switches straight back to whoever started it, with
-// the transfer word plus one. r1 points at a `ThumbStart`.
+// A Thumb entry function: three legs of a ping-pong with the Rust starter,
+// each sending back the first word plus one and the other two unchanged. It
+// leaves by YIELD from Thumb code (its resume label with bit 0 set by hand,
+// as the Rust YIELD site does in Thumb code), is resumed there by RESUME's
+// `bx r12`, leaves by RESUME (a Thumb `bl` to A32 code, which the linker
+// makes a `blx`), is resumed by YIELD's `bx lr`, and leaves by YIELD once
+// more, never to be resumed. r3 (then r6, which the switch keeps) points at
+// a `ThumbStart`.
 std::arch::global_asm!(
     ".syntax unified",
     ".text",
@@ -238,31 +220,52 @@ std::arch::global_asm!(
     ".thumb_func",
     ".p2align 2",
     "greenlet_abi_thumb_entry:",
-    "adds r2, r0, #1",
-    "ldr r12, [r1, #8]",
-    "ldr r3, [r1]",
-    "adds r0, r1, #4",
-    "mov r1, r3",
-    "blx r12",
+    "mov r6, r3",
+    "adds r0, r0, #1",
+    "adds r3, r6, #4",
+    "ldr r4, [r6]",
+    "adr lr, 1f",
+    "orr lr, lr, #1",
+    "b {yield_}",
+    "1:",
+    "adds r0, r0, #1",
+    "adds r3, r6, #4",
+    "ldr r4, [r6]",
+    "bl {resume}",
+    "adds r0, r0, #1",
+    "adds r3, r6, #4",
+    "ldr r4, [r6]",
+    "adr lr, 2f",
+    "orr lr, lr, #1",
+    "b {yield_}",
+    "2:",
     "udf #0",
+    resume = sym super::super::ffi::resume,
+    yield_ = sym super::super::ffi::yield_,
 );
 
 extern "C" {
-    fn greenlet_abi_thumb_entry(transfer: usize, arg: usize) -> !;
+    fn greenlet_abi_thumb_entry(a: usize, b: usize, c: usize, arg: usize) -> !;
 }
 
-/// What `greenlet_abi_thumb_entry` reads through its argument.
+/// The two stack pointers of the Thumb ping-pong, at the offsets
+/// `greenlet_abi_thumb_entry` reads.
 #[repr(C)]
 struct ThumbStart {
     starter_sp: *mut u8,
     entry_sp: *mut u8,
-    switch: SwitchFn,
+}
+
+/// The three words of a switch (all initialised: they came in registers).
+fn words(t: &Transfer) -> [usize; 3] {
+    // SAFETY: words received from a switch are initialised.
+    t.words.map(|w| unsafe { w.assume_init() })
 }
 
 #[test]
-fn the_trampoline_starts_a_thumb_entry_function() {
+fn switches_reach_and_leave_thumb_code_through_both_entries() {
     // Bit 0 of a code address is the Thumb bit: without it this test would
-    // not cross from A32 to Thumb at all.
+    // not cross states at all.
     let entry: arch::EntryFn = greenlet_abi_thumb_entry;
     assert_eq!(
         entry as usize & 1,
@@ -274,26 +277,35 @@ fn the_trampoline_starts_a_thumb_entry_function() {
         1,
         "the probe is not Thumb code"
     );
-    assert_eq!(
-        arch::switch_fn() as usize & 1,
-        0,
-        "the switch is not A32 code"
-    );
+    for (name, routine) in [
+        ("RESUME", super::super::ffi::resume as *const ()),
+        ("YIELD", super::super::ffi::yield_ as *const ()),
+    ] {
+        assert_eq!(routine as usize & 1, 0, "{name} is not A32 code");
+    }
     let mut stack = ScratchStack::new(16 * 1024);
     let start = Box::into_raw(Box::new(ThumbStart {
         starter_sp: std::ptr::null_mut(),
         entry_sp: std::ptr::null_mut(),
-        switch: arch::switch_fn(),
     }));
     // SAFETY: the stack is ours, fresh and 16-aligned at the top; `start`
-    // stays alive until after the entry function has switched back, and the
-    // entry side is never resumed (its stack is freed below).
-    let back = unsafe {
-        let sp = arch::init_stack(stack.top(), entry, start as usize);
-        ((*start).switch)(std::ptr::addr_of_mut!((*start).starter_sp), sp, 41)
+    // stays alive until after the entry function's last switch back, and
+    // the entry side is not resumed after that (its stack is freed below).
+    // Each switch resumes the entry side where its last switch left it.
+    let got = unsafe {
+        (*start).entry_sp = arch::init_stack(stack.top(), entry, start as usize);
+        let here = std::ptr::addr_of_mut!((*start).starter_sp);
+        let first = arch::resume(here, (*start).entry_sp, &Transfer::new(41, 7, 9));
+        let second = arch::resume(here, (*start).entry_sp, &Transfer::new(100, 1, 2));
+        let third = arch::yield_to(here, (*start).entry_sp, &Transfer::new(200, 3, 4));
+        [words(&first), words(&second), words(&third)]
     };
     // SAFETY: made by Box::into_raw above; nothing uses it any more.
     drop(unsafe { Box::from_raw(start) });
     drop(stack);
-    assert_eq!(back, 42, "the Thumb entry function did not switch back");
+    assert_eq!(
+        got,
+        [[42, 7, 9], [101, 1, 2], [201, 3, 4]],
+        "the Thumb entry function's switches did not come back right"
+    );
 }

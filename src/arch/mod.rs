@@ -31,8 +31,13 @@ use std::mem::MaybeUninit;
 
 #[cfg_attr(target_arch = "x86_64", path = "x86_64.rs")]
 #[cfg_attr(target_arch = "riscv64", path = "riscv64.rs")]
+#[cfg_attr(target_arch = "loongarch64", path = "loongarch64.rs")]
 #[cfg_attr(
-    not(any(target_arch = "x86_64", target_arch = "riscv64")),
+    not(any(
+        target_arch = "x86_64",
+        target_arch = "riscv64",
+        target_arch = "loongarch64"
+    )),
     path = "legacy.rs"
 )]
 mod cpu;
@@ -138,6 +143,13 @@ pub(crate) unsafe fn init_stack(stack_top: *mut u8, entry: EntryFn, arg: usize) 
 
 // The CPUs still on the legacy stand-in get their ABI test back with their
 // port (their probes call the old one-entry switch).
-#[cfg(all(test, any(target_arch = "x86_64", target_arch = "riscv64")))]
+#[cfg(all(
+    test,
+    any(
+        target_arch = "x86_64",
+        target_arch = "riscv64",
+        target_arch = "loongarch64"
+    )
+))]
 mod abi_test;
 pub(crate) mod bare;

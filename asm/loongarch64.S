@@ -1,63 +1,102 @@
 /*
  * greenlet stack switch for loongarch64, LP64D calling convention (Linux).
  *
- * Exports exactly three symbols (hidden, with the crate version in the name;
- * build.rs passes the names as GREENLET_SWITCH, GREENLET_INIT and GREENLET_ENTRY,
- * and defines GREENLET_FP_CONTROL when the cargo feature `fp-control` is on):
+ * Exports four symbols (hidden, with the crate version in the name; build.rs
+ * passes the names as GREENLET_RESUME, GREENLET_YIELD, GREENLET_INIT and
+ * GREENLET_ENTRY, and defines GREENLET_FP_CONTROL when the cargo feature
+ * `fp-control` is on). Only src/arch/loongarch64.rs reaches them.
  *
- *   usize GREENLET_SWITCH(void **save_sp, void *load_sp, usize transfer)
- *       a0 = where to store the current stack pointer
- *       a1 = stack pointer of the context to resume (a frame laid out below)
- *       a2 = transfer word, handed to the resumed side in a0
+ * The contract (SPEC section 5). The two switch entries are not C functions:
+ * they are reached from `asm!` blocks that load the registers below and declare
+ * every other register that Rust lets them name as clobbered (clobber_abi("C"),
+ * which covers ra, a0-a7, t0-t8 and fa0-fa7, ft0-ft15, plus s0-s7 and
+ * fs0-fs7), so the compiler keeps across a switch only what is live, in
+ * registers of its choice. What `asm!` cannot name is saved here: fp (r22,
+ * the frame pointer) and s8 (r31, which LLVM uses internally as its base
+ * pointer), plus the resume address. The other registers `asm!` refuses need
+ * no saving: tp (r2) is the thread pointer, the same on both sides because a
+ * switch never leaves its thread, and r21 is reserved by the psABI (no user
+ * code writes it).
  *
- *   void *GREENLET_INIT(void *top, entry_fn entry, usize arg)
- *       a0 = 16-aligned top of a fresh stack, a1 = entry, a2 = arg
- *       writes the initial frame below `top` and returns its stack pointer, to
- *       be passed to GREENLET_SWITCH as load_sp. The frame layout is written in
- *       this file only: the offsets below serve the switch and this routine.
+ *   in and out:  a0, a1, a2      the three transfer words, passed through
+ *                                untouched to the resumed side
+ *   in:          a3              where to store the suspended stack pointer
+ *                a4              the stack pointer of the context to resume
+ *                ra              the suspending side's resume address
+ *   destroyed:   t0-t3 (and a3, a4, ra)
+ *
+ *   GREENLET_RESUME   entered by `bl`, which return-address predictors treat
+ *                     as a call (a push), and which leaves the suspending
+ *                     side's resume address in ra; the routine stores it.
+ *                     Leaves by `jr $t0` (jirl $zero, $t0, 0): only
+ *                     `jirl $zero, $ra, 0` is the return form that predictors
+ *                     pop, so through t0 it is a plain indirect jump.
+ *   GREENLET_YIELD    entered by `b` (a plain branch) after the asm! block has
+ *                     loaded its own resume address (a label after the branch)
+ *                     into ra; the routine stores it like RESUME does. Leaves
+ *                     by `jr $ra` (jirl $zero, $ra, 0, a return): when the
+ *                     resumed side is the one whose RESUME is still pending,
+ *                     the predictor pops exactly the entry that RESUME's `bl`
+ *                     pushed, so in parent/child ping-pong every return is
+ *                     predicted. The Rust layer chooses; a wrong choice costs
+ *                     a mispredicted return, never correctness.
+ *
+ *   void *GREENLET_INIT(void *top, entry_fn entry, usize arg)   (a C function)
+ *       a0 = 16-aligned top of a fresh stack, a1 = entry, a2 = arg; writes
+ *       below `top` a frame shaped like a suspended one, whose resume address
+ *       is GREENLET_ENTRY, and returns its stack pointer.
  *
  *   GREENLET_ENTRY
- *       never called: the first switch into a new stack jumps here. It calls
- *       entry(transfer, arg) with entry in s0 and arg in s1, both put in the
- *       initial frame by GREENLET_INIT. entry never returns.
+ *       the first code on every new stack, reached by either entry's exit. It
+ *       sets ra to an address inside itself and jumps to entry(a, b, c, arg)
+ *       (a0, a1, a2 from the switch, arg in a3) through t0: a jump, not a
+ *       `jirl $ra` call, so that the predictor holds no entry that no return
+ *       will ever pop. entry never returns.
  *
- * Callee-saved in LP64D: s0-s8 (r23-r31), fp (r22), sp, and the low 64 bits of
- * fs0-fs7 (f24-f31). ra is saved because it is the return address. The
- * vector registers (LSX/LASX) overlap the FP registers; their upper bits are
- * caller-saved, so nothing more is needed. tp (r2) and r21 are not the
- * switch's business: both contexts run on one thread.
+ * Saved frame (what the stored stack pointer points at while a context is
+ * suspended). Both builds use the same 32 bytes: three registers take 24 and
+ * the psABI keeps sp 16-aligned, so the fourth slot holds FCSR0 with
+ * fp-control and is padding without it. The order is the psABI's frame
+ * record, ra at the top and fp below it. Both entries write and read this one
+ * layout, so either resumes a context that either suspended.
  *
- * Saved frame (what `save_sp` points at while a context is suspended); both
- * builds use the same 160 bytes:
- *
- *   offset  size  content                             initial frame (GREENLET_INIT)
- *   ------  ----  ----------------------------------  -----------------------------
- *     +0     8    ra (return address)                 GREENLET_ENTRY
- *     +8     8    fp (r22)                            0 (ends frame-pointer chains)
- *    +16     8    s0                                  entry function
- *    +24     8    s1                                  entry argument
- *    +32    56    s2-s8                               0
- *    +88    64    fs0-fs7                             whatever the memory held
- *   +152     4    FCSR0 (fp-control only: control     the creator's FCSR0 (fp-control)
- *                 bits used; padding without)
- *   +156     4    padding
- *   +160          caller's frame                      top of the stack (16-aligned)
+ *   offset  size  content                              initial frame (GREENLET_INIT)
+ *   ------  ----  -----------------------------------  -----------------------------
+ *     +0     4    fp-control: FCSR0 (control bits      the creator's FCSR0
+ *                 used); without: padding              0
+ *     +4     4    padding                              0
+ *     +8     8    s8 (r31)                             entry argument
+ *    +16     8    fp (r22)                             entry function
+ *    +24     8    resume address                       GREENLET_ENTRY
+ *    +32          the suspended side's own frame       top of the stack (16-aligned)
  *
  * Stack picture during a switch from A to B (higher addresses at the top; both
  * stacks grow downward):
  *
- *        stack of A (being suspended)           stack of B (being resumed)
- *      |  A's callers ...         |           |  B's callers ...         |
- *      +--------------------------+           +--------------------------+
- * +152 | [FCSR0]                  |           | [FCSR0]                  |  fp-control
- *  +88 |  fs0-fs7                 |           |  fs0-fs7                 |
- *  +16 |  s0-s8                   |           |  s0-s8                   |
- *   +8 |  fp                      |           |  fp                      |
- *   +0 |  ra = return into A      |           |  ra = return into B      |  -> t0, jr
- *      +--------------------------+           +--------------------------+
- *        ^ stored to *save_sp                   ^ load_sp
+ *        stack of A (being suspended)          stack of B (being resumed)
+ *      |  A's frames (the asm! site's        |  |  B's frames              |
+ *      |  caller keeps what is live there)   |  |                          |
+ *      +-------------------------------------+  +--------------------------+
+ *  +24 |  resume address (ra, stored)        |  |  resume address          | -> jr t0 / jr ra
+ *  +16 |  fp                                 |  |  fp                      |
+ *   +8 |  s8                                 |  |  s8                      |
+ *   +0 |  FCSR0 | padding                    |  |  FCSR0 | padding         |
+ *      +-------------------------------------+  +--------------------------+
+ *        ^ stored to (a3)                         ^ a4
  *
- * GREENLET_ENTRY runs with sp = top, 16-aligned as LP64D wants at a call.
+ * asm! blocks run with sp 16-aligned, and neither `bl` nor `b` moves it (the
+ * return address is in a register), so the 32-byte frame keeps it aligned.
+ * GREENLET_INIT puts the frame at top - 32, so GREENLET_ENTRY runs with
+ * sp = top, 16-aligned, as entry's caller must provide.
+ *
+ * Why this shape (SPEC section 5, issue 22): measured on x86_64 in one C
+ * harness, a switch that saves every callee-saved register and leaves both
+ * ways by the same kind of branch costs 2.7x a corosensei-style inline switch;
+ * the RESUME/YIELD pair with the callee-saved registers declared clobbered at
+ * the asm! site costs 1.0x. The same reasons hold here: the compiler spills
+ * only the registers live across the switch instead of all 19 (s0-s8, fp,
+ * fs0-fs7, ra), and call/return pairing keeps the predictor in step. Not
+ * measured on LoongArch hardware: the port is tested under qemu-user.
  *
  * The FP control state (SPEC section 5). Without fp-control FCSR0 is not
  * touched: it belongs to the thread. With it, each greenlet keeps its own
@@ -67,95 +106,50 @@
  * (RM) and leaves the thread's flags alone; both writes are skipped when the
  * control bits already agree, which is nearly always.
  *
- * The resumed side is entered with `jr $t0`, not `jr $ra`: `jirl $zero, $ra, 0`
- * is the return form that return-address predictors pop, and the top entry
- * always belongs to the side being suspended, so a return here would always
- * mispredict. The same reasoning as the `jmp` measured on x86_64
- * (asm/x86_64.S); not measured on LoongArch hardware (only qemu was at hand).
+ * Only the low 64 bits of fs0-fs7 are callee-saved (the LSX/LASX upper parts
+ * are caller-saved), and the asm! site declares them clobbered.
  */
+#include "platform.h"
 
-#define FRAME_S0   16
-#define FRAME_S1   24
-#define FRAME_S2   32
-#define FRAME_S3   40
-#define FRAME_S4   48
-#define FRAME_S5   56
-#define FRAME_S6   64
-#define FRAME_S7   72
-#define FRAME_S8   80
-#define FRAME_FS0  88
-#define FRAME_FS1  96
-#define FRAME_FS2  104
-#define FRAME_FS3  112
-#define FRAME_FS4  120
-#define FRAME_FS5  128
-#define FRAME_FS6  136
-#define FRAME_FS7  144
-#define FRAME_RA      0
-#define FRAME_FP      8
-#define FRAME_FCSR    152
-#define FRAME_BYTES   160
+#define FRAME_FCSR    0         /* fp-control only; padding without */
+#define FRAME_S8      8
+#define FRAME_FP      16
+#define FRAME_RESUME  24
+#define FRAME_BYTES   32
 /* FCSR0 control bits: the enables (0-4) and RM (8-9). */
 #define FCSR_CONTROL  0x31f
+/* DWARF register numbers: ra r1, fp r22, s8 r31. */
+#define DW_RA 1
+#define DW_FP 22
+#define DW_S8 31
 
-        .text
-
-        .globl  GREENLET_SWITCH
-        .hidden GREENLET_SWITCH
-        .type   GREENLET_SWITCH, @function
-        .p2align 4
-GREENLET_SWITCH:
-        .cfi_startproc
+/* The body both entries share: store the resume address (in ra) and fp, s8
+   (and FCSR0), store sp to (a3), load a4, and from there load the resumed
+   side's resume address into \link (first, so that the load has the most time
+   before the jump) and restore fp, s8 (and the FP control bits). The caller
+   pops the frame. The CFI stays true across the swap because the resumed
+   frame has the same layout. */
+.macro SWAP_STACKS link
         addi.d  $sp, $sp, -FRAME_BYTES
-        .cfi_def_cfa_offset FRAME_BYTES
-        st.d    $ra, $sp, FRAME_RA
+        .cfi_adjust_cfa_offset FRAME_BYTES
+        st.d    $ra, $sp, FRAME_RESUME
+        .cfi_rel_offset DW_RA, FRAME_RESUME
         st.d    $fp, $sp, FRAME_FP
-        st.d    $s0, $sp, FRAME_S0
-        st.d    $s1, $sp, FRAME_S1
-        st.d    $s2, $sp, FRAME_S2
-        st.d    $s3, $sp, FRAME_S3
-        st.d    $s4, $sp, FRAME_S4
-        st.d    $s5, $sp, FRAME_S5
-        st.d    $s6, $sp, FRAME_S6
-        st.d    $s7, $sp, FRAME_S7
+        .cfi_rel_offset DW_FP, FRAME_FP
         st.d    $s8, $sp, FRAME_S8
-        fst.d   $fs0, $sp, FRAME_FS0
-        fst.d   $fs1, $sp, FRAME_FS1
-        fst.d   $fs2, $sp, FRAME_FS2
-        fst.d   $fs3, $sp, FRAME_FS3
-        fst.d   $fs4, $sp, FRAME_FS4
-        fst.d   $fs5, $sp, FRAME_FS5
-        fst.d   $fs6, $sp, FRAME_FS6
-        fst.d   $fs7, $sp, FRAME_FS7
-        .cfi_rel_offset 1, FRAME_RA
-        .cfi_rel_offset 22, FRAME_FP
-        .cfi_rel_offset 23, FRAME_S0
-        .cfi_rel_offset 24, FRAME_S1
-        .cfi_rel_offset 25, FRAME_S2
-        .cfi_rel_offset 26, FRAME_S3
-        .cfi_rel_offset 27, FRAME_S4
-        .cfi_rel_offset 28, FRAME_S5
-        .cfi_rel_offset 29, FRAME_S6
-        .cfi_rel_offset 30, FRAME_S7
-        .cfi_rel_offset 31, FRAME_S8
-        .cfi_rel_offset 56, FRAME_FS0
-        .cfi_rel_offset 57, FRAME_FS1
-        .cfi_rel_offset 58, FRAME_FS2
-        .cfi_rel_offset 59, FRAME_FS3
-        .cfi_rel_offset 60, FRAME_FS4
-        .cfi_rel_offset 61, FRAME_FS5
-        .cfi_rel_offset 62, FRAME_FS6
-        .cfi_rel_offset 63, FRAME_FS7
+        .cfi_rel_offset DW_S8, FRAME_S8
 #ifdef GREENLET_FP_CONTROL
-        movfcsr2gr $t1, $fcsr0          /* ours, kept across the swap */
+        movfcsr2gr $t1, $fcsr0          /* ours, kept in t1 across the swap */
         st.w    $t1, $sp, FRAME_FCSR
 #endif
-
-        /* The only instructions that touch both stacks. The CFI above stays true
-           after the swap because the resumed frame has the same layout. */
-        st.d    $sp, $a0, 0
-        move    $sp, $a1
-
+        /* The only instructions that touch both stacks. */
+        st.d    $sp, $a3, 0
+        move    $sp, $a4
+        ld.d    \link, $sp, FRAME_RESUME /* still saved at CFA-8 as well */
+        ld.d    $fp, $sp, FRAME_FP
+        .cfi_restore DW_FP
+        ld.d    $s8, $sp, FRAME_S8
+        .cfi_restore DW_S8
 #ifdef GREENLET_FP_CONTROL
         ld.w    $t2, $sp, FRAME_FCSR    /* theirs */
         xor     $t3, $t1, $t2
@@ -165,96 +159,62 @@ GREENLET_SWITCH:
         movgr2fcsr $fcsr3, $t2          /* their rounding mode */
 1:
 #endif
-        ld.d    $t0, $sp, FRAME_RA
-        ld.d    $fp, $sp, FRAME_FP
-        ld.d    $s0, $sp, FRAME_S0
-        ld.d    $s1, $sp, FRAME_S1
-        ld.d    $s2, $sp, FRAME_S2
-        ld.d    $s3, $sp, FRAME_S3
-        ld.d    $s4, $sp, FRAME_S4
-        ld.d    $s5, $sp, FRAME_S5
-        ld.d    $s6, $sp, FRAME_S6
-        ld.d    $s7, $sp, FRAME_S7
-        ld.d    $s8, $sp, FRAME_S8
-        fld.d   $fs0, $sp, FRAME_FS0
-        fld.d   $fs1, $sp, FRAME_FS1
-        fld.d   $fs2, $sp, FRAME_FS2
-        fld.d   $fs3, $sp, FRAME_FS3
-        fld.d   $fs4, $sp, FRAME_FS4
-        fld.d   $fs5, $sp, FRAME_FS5
-        fld.d   $fs6, $sp, FRAME_FS6
-        fld.d   $fs7, $sp, FRAME_FS7
-        .cfi_restore 22
-        .cfi_restore 23
-        .cfi_restore 24
-        .cfi_restore 25
-        .cfi_restore 26
-        .cfi_restore 27
-        .cfi_restore 28
-        .cfi_restore 29
-        .cfi_restore 30
-        .cfi_restore 31
-        .cfi_restore 56
-        .cfi_restore 57
-        .cfi_restore 58
-        .cfi_restore 59
-        .cfi_restore 60
-        .cfi_restore 61
-        .cfi_restore 62
-        .cfi_restore 63
+.endm
+
+        TEXT_SECTION
+
+FUNCTION_BEGIN(GREENLET_RESUME)
+        .cfi_startproc
+        SWAP_STACKS $t0                 /* the resumed side's resume address */
+        .cfi_register DW_RA, 12         /* in t0 (r12) */
         addi.d  $sp, $sp, FRAME_BYTES
-        .cfi_def_cfa_offset 0
-        .cfi_register 1, 12             /* the return address is in t0 now */
-        move    $ra, $t0
-        move    $a0, $a2
-        jr      $t0
-
+        .cfi_adjust_cfa_offset -FRAME_BYTES
+        jr      $t0                     /* jirl $zero, $t0, 0: not a return */
         .cfi_endproc
-        .size   GREENLET_SWITCH, .-GREENLET_SWITCH
+FUNCTION_END(GREENLET_RESUME)
 
-        .globl  GREENLET_INIT
-        .hidden GREENLET_INIT
-        .type   GREENLET_INIT, @function
-        .p2align 4
-GREENLET_INIT:
+FUNCTION_BEGIN(GREENLET_YIELD)
+        .cfi_startproc
+        SWAP_STACKS $ra
+        .cfi_restore DW_RA
+        addi.d  $sp, $sp, FRAME_BYTES
+        .cfi_adjust_cfa_offset -FRAME_BYTES
+        jr      $ra                     /* the return: pops what RESUME's bl pushed */
+        .cfi_endproc
+FUNCTION_END(GREENLET_YIELD)
+
+FUNCTION_BEGIN(GREENLET_INIT)
         .cfi_startproc
         addi.d  $a0, $a0, -FRAME_BYTES
+        st.d    $a1, $a0, FRAME_FP      /* fp = entry */
+        st.d    $a2, $a0, FRAME_S8      /* s8 = arg */
         la.local $t0, GREENLET_ENTRY
-        st.d    $t0, $a0, FRAME_RA
-        st.d    $zero, $a0, FRAME_FP
-        st.d    $a1, $a0, FRAME_S0      /* entry */
-        st.d    $a2, $a0, FRAME_S1      /* arg */
-        st.d    $zero, $a0, FRAME_S2
-        st.d    $zero, $a0, FRAME_S3
-        st.d    $zero, $a0, FRAME_S4
-        st.d    $zero, $a0, FRAME_S5
-        st.d    $zero, $a0, FRAME_S6
-        st.d    $zero, $a0, FRAME_S7
-        st.d    $zero, $a0, FRAME_S8
+        st.d    $t0, $a0, FRAME_RESUME
 #ifdef GREENLET_FP_CONTROL
         /* A new greenlet starts with its creator's FP control state, as a new
            thread does (POSIX) and as Boost's make_fcontext does. */
         movfcsr2gr $t1, $fcsr0
-        st.w    $t1, $a0, FRAME_FCSR
+        bstrpick.d $t1, $t1, 31, 0
+        st.d    $t1, $a0, FRAME_FCSR
+#else
+        st.d    $zero, $a0, FRAME_FCSR
 #endif
         jr      $ra
         .cfi_endproc
-        .size   GREENLET_INIT, .-GREENLET_INIT
+FUNCTION_END(GREENLET_INIT)
 
-        .globl  GREENLET_ENTRY
-        .hidden GREENLET_ENTRY
-        .type   GREENLET_ENTRY, @function
-        .p2align 4
-GREENLET_ENTRY:
+FUNCTION_BEGIN(GREENLET_ENTRY)
         .cfi_startproc
         /* Bottom of every greenlet stack: there is no caller. Marking the return
            address undefined makes unwinders, backtraces and gdb stop here. */
-        .cfi_undefined 1
-        /* a0 = transfer word (from the switch) */
-        move    $a1, $s1                /* argument from the initial frame */
-        jirl    $ra, $s0, 0             /* entry(transfer, arg), never returns */
-        break   0
+        .cfi_undefined DW_RA
+        move    $t0, $fp                /* entry, from the initial frame */
+        move    $a3, $s8                /* arg, the fourth argument */
+        move    $fp, $zero              /* ends frame-pointer chains */
+        pcaddi  $ra, 2                  /* ra = label 3 below, inside this routine */
+        jr      $t0                     /* entry(a, b, c, arg), never returns */
+3:      break   0
         .cfi_endproc
-        .size   GREENLET_ENTRY, .-GREENLET_ENTRY
+FUNCTION_END(GREENLET_ENTRY)
 
-        .section .note.GNU-stack,"",@progbits
+        GNU_STACK_NOTE

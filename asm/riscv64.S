@@ -1,59 +1,103 @@
 /*
  * greenlet stack switch for riscv64, LP64D calling convention (Linux, RV64GC).
  *
- * Exports exactly three symbols (hidden, with the crate version in the name;
- * build.rs passes the names as GREENLET_SWITCH, GREENLET_INIT and GREENLET_ENTRY,
- * and defines GREENLET_FP_CONTROL when the cargo feature `fp-control` is on):
+ * Exports four symbols (hidden, with the crate version in the name; build.rs
+ * passes the names as GREENLET_RESUME, GREENLET_YIELD, GREENLET_INIT and
+ * GREENLET_ENTRY, and defines GREENLET_FP_CONTROL when the cargo feature
+ * `fp-control` is on). Only src/arch/riscv64.rs reaches them.
  *
- *   usize GREENLET_SWITCH(void **save_sp, void *load_sp, usize transfer)
- *       a0 = where to store the current stack pointer
- *       a1 = stack pointer of the context to resume (a frame laid out below)
- *       a2 = transfer word, handed to the resumed side in a0
+ * The contract (SPEC section 5). The two switch entries are not C functions:
+ * they are reached from `asm!` blocks that load the registers below and declare
+ * every other register that Rust lets them name as clobbered (clobber_abi("C"),
+ * which covers ra, t0-t6, a0-a7, ft0-ft11, fa0-fa7 and v0-v31, plus s2-s11 and
+ * fs0-fs11), so the compiler keeps across a switch only what is live, in
+ * registers of its choice. What `asm!` cannot name is saved here: s0 (the frame
+ * pointer) and s1 (LLVM's base pointer), plus the resume address. The other
+ * registers `asm!` refuses need no saving: gp is set once at program start
+ * (the linker's __global_pointer$) and never changes, and tp is the thread
+ * pointer, the same on both sides because a switch never leaves its thread.
  *
- *   void *GREENLET_INIT(void *top, entry_fn entry, usize arg)
- *       a0 = 16-aligned top of a fresh stack, a1 = entry, a2 = arg
- *       writes the initial frame below `top` and returns its stack pointer, to
- *       be passed to GREENLET_SWITCH as load_sp. The frame layout is written in
- *       this file only: the offsets below serve the switch and this routine.
+ *   in and out:  a0, a1, a2      the three transfer words, passed through
+ *                                untouched to the resumed side
+ *   in:          a3              where to store the suspended stack pointer
+ *                a4              the stack pointer of the context to resume
+ *                ra              the suspending side's resume address
+ *   destroyed:   t0, t1, t2 (and a3, a4, ra)
+ *
+ *   GREENLET_RESUME   entered by `call` (jal / auipc+jalr with rd = ra), which
+ *                     the return-address stack (RAS) treats as a push, and
+ *                     which leaves the suspending side's resume address in ra;
+ *                     the routine stores it. Leaves by `jr t1` (jalr with
+ *                     rd = x0 and rs1 = x6): with neither register a link
+ *                     register (x1, x5), the hints of the ISA manual make it a
+ *                     plain indirect jump that neither pushes nor pops.
+ *   GREENLET_YIELD    entered by a plain jump (`tail`: auipc t1 + jalr x0,
+ *                     no hint; or `j` where the linker relaxes it) after the
+ *                     asm! block has loaded its own resume address (a label
+ *                     after the jump) into ra; the routine stores it like
+ *                     RESUME does. Leaves by `ret` (jalr x0, 0(ra), a pop):
+ *                     when the resumed side is the one whose RESUME is still
+ *                     pending, the RAS pops exactly the entry that RESUME's
+ *                     call pushed, so in parent/child ping-pong every return
+ *                     is predicted.
+ *                     The Rust layer chooses; a wrong choice costs a
+ *                     mispredicted return, never correctness.
+ *
+ *   void *GREENLET_INIT(void *top, entry_fn entry, usize arg)   (a C function)
+ *       a0 = 16-aligned top of a fresh stack, a1 = entry, a2 = arg; writes
+ *       below `top` a frame shaped like a suspended one, whose resume address
+ *       is GREENLET_ENTRY, and returns its stack pointer.
  *
  *   GREENLET_ENTRY
- *       never called: the first switch into a new stack returns here. It calls
- *       entry(transfer, arg) with entry in s2 and arg in s1, both put in the
- *       initial frame by GREENLET_INIT. entry never returns.
+ *       the first code on every new stack, reached by either entry's exit. It
+ *       sets ra to an address inside itself and jumps to entry(a, b, c, arg)
+ *       (a0, a1, a2 from the switch, arg in a3): a jump through t1, not a
+ *       call, so that the RAS holds no entry that no `ret` will ever pop.
+ *       entry never returns.
  *
- * Saved frame (what `save_sp` points at while a context is suspended). Both
- * builds use the same 208 bytes: 13 integer and 12 FP registers take 200, and
- * the 8 that round them up to 16-byte alignment hold the rounding mode with
- * fp-control and are padding without it.
+ * Saved frame (what the stored stack pointer points at while a context is
+ * suspended). Both builds use the same 32 bytes: three registers take 24 and
+ * the psABI keeps sp 16-aligned, so the fourth slot holds the rounding mode
+ * with fp-control and is padding without it. The order is the psABI's frame
+ * record, ra at the top and the frame pointer below it. Both entries write and
+ * read this one layout, so either resumes a context that either suspended.
  *
- *   offset  size  content                             initial frame (GREENLET_INIT)
- *   ------  ----  ----------------------------------  -----------------------------
- *     +0     8    ra (return address)                 GREENLET_ENTRY
- *     +8     8    s0 / fp                             0 (ends frame-pointer chains)
- *    +16     8    s1                                  entry argument
- *    +24     8    s2                                  entry function
- *    +32    72    s3 .. s11                           0
- *   +104    96    fs0 .. fs11                         0
- *   +200     8    fp-control: frm (rounding mode)     the creator's frm
- *                 without:    padding                 0
- *   +208          caller's frame                      top of the stack (16-aligned)
+ *   offset  size  content                              initial frame (GREENLET_INIT)
+ *   ------  ----  -----------------------------------  -----------------------------
+ *     +0     8    fp-control: frm (rounding mode)      the creator's frm
+ *                 without:    padding                  0
+ *     +8     8    s1                                   entry argument
+ *    +16     8    s0 / fp                              entry function
+ *    +24     8    resume address                       GREENLET_ENTRY
+ *    +32          the suspended side's own frame       top of the stack (16-aligned)
  *
  * Stack picture during a switch from A to B (higher addresses at the top; both
  * stacks grow downward):
  *
- *        stack of A (being suspended)           stack of B (being resumed)
- *      |  A's callers ...         |           |  B's callers ...         |
- *      +--------------------------+           +--------------------------+
- * +200 |  frm | pad               |           |  frm | pad               |
- * +104 |  fs0 .. fs11             |           |  fs0 .. fs11             |
- *   +8 |  s0 .. s11               |           |  s0 .. s11               |
- *   +0 |  ra = return into A      |           |  ra = return into B      |  <- ret
- *      +--------------------------+           +--------------------------+
- *        ^ stored to *save_sp                   ^ load_sp
+ *        stack of A (being suspended)          stack of B (being resumed)
+ *      |  A's frames (the asm! site's        |  |  B's frames              |
+ *      |  caller keeps what is live there)   |  |                          |
+ *      +-------------------------------------+  +--------------------------+
+ *  +24 |  resume address (ra, stored)        |  |  resume address          | -> jr t1 / ret
+ *  +16 |  s0                                 |  |  s0                      |
+ *   +8 |  s1                                 |  |  s1                      |
+ *   +0 |  frm | padding                      |  |  frm | padding           |
+ *      +-------------------------------------+  +--------------------------+
+ *        ^ stored to (a3)                         ^ a4
  *
- * GREENLET_ENTRY therefore runs with sp = top, 16-aligned, as the psABI wants.
- * Only the low 64 bits of fs0-fs11 exist under D; the vector registers of the
- * V extension are all caller-saved, so nothing more is callee-saved.
+ * asm! blocks run with sp 16-aligned, and neither the call nor the jump moves
+ * it (the return address is in a register), so the 32-byte frame keeps it
+ * aligned. GREENLET_INIT puts the frame at top - 32, so GREENLET_ENTRY runs
+ * with sp = top, 16-aligned, as entry's caller must provide.
+ *
+ * Why this shape (SPEC section 5, issue 22): measured on x86_64 in one C
+ * harness, a switch that saves every callee-saved register and leaves both
+ * ways by the same kind of branch costs 2.7x a corosensei-style inline switch;
+ * the RESUME/YIELD pair with the callee-saved registers declared clobbered at
+ * the asm! site costs 1.0x. The same reasons hold here: the compiler spills
+ * only the few registers live across the switch instead of all 25 (s0-s11,
+ * fs0-fs11, ra), and call/return pairing keeps the RAS in step. Not measured
+ * on RISC-V hardware: the port is tested under qemu-user, which has no RAS.
  *
  * The FP control state (SPEC section 5). Without fp-control fcsr is not
  * touched: it belongs to the thread, as Rust assumes. With it, each greenlet
@@ -63,206 +107,109 @@
  * is needed, and the `fsrm` is skipped when both sides' modes agree, which is
  * nearly always (a write to frm changes how every later FP instruction
  * rounds, so cores may drain or serialise for it; a compare costs a cycle).
- * Not measured on hardware: the port is tested under qemu-user.
+ *
+ * Only the low 64 bits of fs0-fs11 exist under D, and the asm! site declares
+ * them clobbered; the vector registers of the V extension are all
+ * caller-saved (clobber_abi("C") names them). Nothing here claims a landing
+ * pad or a shadow stack (Zicfilp / Zicfiss): RESUME's call is never matched by
+ * a return, and resume labels are not landing pads.
  */
+#include "platform.h"
 
-#define FRAME_RA     0
-#define FRAME_S0     8
-#define FRAME_S1     16
-#define FRAME_S2     24
-#define FRAME_S3     32
-#define FRAME_S4     40
-#define FRAME_S5     48
-#define FRAME_S6     56
-#define FRAME_S7     64
-#define FRAME_S8     72
-#define FRAME_S9     80
-#define FRAME_S10    88
-#define FRAME_S11    96
-#define FRAME_FS0    104
-#define FRAME_FS1    112
-#define FRAME_FS2    120
-#define FRAME_FS3    128
-#define FRAME_FS4    136
-#define FRAME_FS5    144
-#define FRAME_FS6    152
-#define FRAME_FS7    160
-#define FRAME_FS8    168
-#define FRAME_FS9    176
-#define FRAME_FS10   184
-#define FRAME_FS11   192
-#define FRAME_FRM    200        /* fp-control only; padding without */
-#define FRAME_BYTES  208
+#define FRAME_FRM    0          /* fp-control only; padding without */
+#define FRAME_S1     8
+#define FRAME_S0     16
+#define FRAME_RESUME 24
+#define FRAME_BYTES  32
 
-        .text
-
-        .globl  GREENLET_SWITCH
-        .hidden GREENLET_SWITCH
-        .type   GREENLET_SWITCH, @function
-        .p2align 2
-GREENLET_SWITCH:
-        .cfi_startproc
+/* The body both entries share: store the resume address (in ra) and s0, s1
+   (and frm), store sp to (a3), load a4, and from there load the resumed
+   side's resume address into \link (first, so that the load has the most time
+   before the jump) and restore s0, s1 (and frm). The caller pops the frame.
+   The CFI stays true across the swap because the resumed frame has the same
+   layout. */
+.macro SWAP_STACKS link
         addi    sp, sp, -FRAME_BYTES
-        .cfi_def_cfa_offset FRAME_BYTES
-        sd      ra,   FRAME_RA(sp)
-        sd      s0,   FRAME_S0(sp)
-        sd      s1,   FRAME_S1(sp)
-        sd      s2,   FRAME_S2(sp)
-        sd      s3,   FRAME_S3(sp)
-        sd      s4,   FRAME_S4(sp)
-        sd      s5,   FRAME_S5(sp)
-        sd      s6,   FRAME_S6(sp)
-        sd      s7,   FRAME_S7(sp)
-        sd      s8,   FRAME_S8(sp)
-        sd      s9,   FRAME_S9(sp)
-        sd      s10,  FRAME_S10(sp)
-        sd      s11,  FRAME_S11(sp)
-        .cfi_offset ra,  FRAME_RA - FRAME_BYTES
-        .cfi_offset s0,  FRAME_S0 - FRAME_BYTES
-        .cfi_offset s1,  FRAME_S1 - FRAME_BYTES
-        .cfi_offset s2,  FRAME_S2 - FRAME_BYTES
-        .cfi_offset s3,  FRAME_S3 - FRAME_BYTES
-        .cfi_offset s4,  FRAME_S4 - FRAME_BYTES
-        .cfi_offset s5,  FRAME_S5 - FRAME_BYTES
-        .cfi_offset s6,  FRAME_S6 - FRAME_BYTES
-        .cfi_offset s7,  FRAME_S7 - FRAME_BYTES
-        .cfi_offset s8,  FRAME_S8 - FRAME_BYTES
-        .cfi_offset s9,  FRAME_S9 - FRAME_BYTES
-        .cfi_offset s10, FRAME_S10 - FRAME_BYTES
-        .cfi_offset s11, FRAME_S11 - FRAME_BYTES
-        fsd     fs0,  FRAME_FS0(sp)
-        fsd     fs1,  FRAME_FS1(sp)
-        fsd     fs2,  FRAME_FS2(sp)
-        fsd     fs3,  FRAME_FS3(sp)
-        fsd     fs4,  FRAME_FS4(sp)
-        fsd     fs5,  FRAME_FS5(sp)
-        fsd     fs6,  FRAME_FS6(sp)
-        fsd     fs7,  FRAME_FS7(sp)
-        fsd     fs8,  FRAME_FS8(sp)
-        fsd     fs9,  FRAME_FS9(sp)
-        fsd     fs10, FRAME_FS10(sp)
-        fsd     fs11, FRAME_FS11(sp)
+        .cfi_adjust_cfa_offset FRAME_BYTES
+        sd      ra, FRAME_RESUME(sp)
+        .cfi_rel_offset ra, FRAME_RESUME
+        sd      s0, FRAME_S0(sp)
+        .cfi_rel_offset s0, FRAME_S0
+        sd      s1, FRAME_S1(sp)
+        .cfi_rel_offset s1, FRAME_S1
 #ifdef GREENLET_FP_CONTROL
         frrm    t0                      /* ours, kept in t0 across the swap */
-        sd      t0,   FRAME_FRM(sp)
+        sd      t0, FRAME_FRM(sp)
 #endif
-
-        /* The only instructions that touch both stacks. The CFI above stays true
-           after the swap because the resumed frame has the same layout. */
-        sd      sp, 0(a0)
-        mv      sp, a1
-
+        /* The only instructions that touch both stacks. */
+        sd      sp, 0(a3)
+        mv      sp, a4
+        ld      \link, FRAME_RESUME(sp)  /* still saved at CFA-8 as well */
+        ld      s0, FRAME_S0(sp)
+        .cfi_restore s0
+        ld      s1, FRAME_S1(sp)
+        .cfi_restore s1
 #ifdef GREENLET_FP_CONTROL
-        ld      t1,   FRAME_FRM(sp)     /* theirs */
-        beq     t0, t1, 1f              /* same rounding mode: no write */
-        fsrm    t1
+        ld      t2, FRAME_FRM(sp)       /* theirs */
+        beq     t0, t2, 1f              /* same rounding mode: no write */
+        fsrm    t2
 1:
 #endif
-        ld      ra,   FRAME_RA(sp)
-        ld      s0,   FRAME_S0(sp)
-        ld      s1,   FRAME_S1(sp)
-        ld      s2,   FRAME_S2(sp)
-        ld      s3,   FRAME_S3(sp)
-        ld      s4,   FRAME_S4(sp)
-        ld      s5,   FRAME_S5(sp)
-        ld      s6,   FRAME_S6(sp)
-        ld      s7,   FRAME_S7(sp)
-        ld      s8,   FRAME_S8(sp)
-        ld      s9,   FRAME_S9(sp)
-        ld      s10,  FRAME_S10(sp)
-        ld      s11,  FRAME_S11(sp)
-        fld     fs0,  FRAME_FS0(sp)
-        fld     fs1,  FRAME_FS1(sp)
-        fld     fs2,  FRAME_FS2(sp)
-        fld     fs3,  FRAME_FS3(sp)
-        fld     fs4,  FRAME_FS4(sp)
-        fld     fs5,  FRAME_FS5(sp)
-        fld     fs6,  FRAME_FS6(sp)
-        fld     fs7,  FRAME_FS7(sp)
-        fld     fs8,  FRAME_FS8(sp)
-        fld     fs9,  FRAME_FS9(sp)
-        fld     fs10, FRAME_FS10(sp)
-        fld     fs11, FRAME_FS11(sp)
-        addi    sp, sp, FRAME_BYTES
-        .cfi_def_cfa_offset 0
-        .cfi_restore ra
-        .cfi_restore s0
-        .cfi_restore s1
-        .cfi_restore s2
-        .cfi_restore s3
-        .cfi_restore s4
-        .cfi_restore s5
-        .cfi_restore s6
-        .cfi_restore s7
-        .cfi_restore s8
-        .cfi_restore s9
-        .cfi_restore s10
-        .cfi_restore s11
-        mv      a0, a2
-        ret
-        .cfi_endproc
-        .size   GREENLET_SWITCH, .-GREENLET_SWITCH
+.endm
 
-        .globl  GREENLET_INIT
-        .hidden GREENLET_INIT
-        .type   GREENLET_INIT, @function
-        .p2align 2
-GREENLET_INIT:
+        TEXT_SECTION
+
+FUNCTION_BEGIN(GREENLET_RESUME)
         .cfi_startproc
-        addi    t0, a0, -FRAME_BYTES
-        lla     t1, GREENLET_ENTRY
-        sd      t1,   FRAME_RA(t0)
-        sd      zero, FRAME_S0(t0)
-        sd      a2,   FRAME_S1(t0)      /* s1 = arg */
-        sd      a1,   FRAME_S2(t0)      /* s2 = entry */
-        sd      zero, FRAME_S3(t0)
-        sd      zero, FRAME_S4(t0)
-        sd      zero, FRAME_S5(t0)
-        sd      zero, FRAME_S6(t0)
-        sd      zero, FRAME_S7(t0)
-        sd      zero, FRAME_S8(t0)
-        sd      zero, FRAME_S9(t0)
-        sd      zero, FRAME_S10(t0)
-        sd      zero, FRAME_S11(t0)
-        sd      zero, FRAME_FS0(t0)
-        sd      zero, FRAME_FS1(t0)
-        sd      zero, FRAME_FS2(t0)
-        sd      zero, FRAME_FS3(t0)
-        sd      zero, FRAME_FS4(t0)
-        sd      zero, FRAME_FS5(t0)
-        sd      zero, FRAME_FS6(t0)
-        sd      zero, FRAME_FS7(t0)
-        sd      zero, FRAME_FS8(t0)
-        sd      zero, FRAME_FS9(t0)
-        sd      zero, FRAME_FS10(t0)
-        sd      zero, FRAME_FS11(t0)
+        SWAP_STACKS t1                  /* the resumed side's resume address */
+        .cfi_register ra, t1
+        addi    sp, sp, FRAME_BYTES
+        .cfi_adjust_cfa_offset -FRAME_BYTES
+        jr      t1                      /* rd = x0, rs1 = x6: no RAS hint */
+        .cfi_endproc
+FUNCTION_END(GREENLET_RESUME)
+
+FUNCTION_BEGIN(GREENLET_YIELD)
+        .cfi_startproc
+        SWAP_STACKS ra
+        .cfi_restore ra
+        addi    sp, sp, FRAME_BYTES
+        .cfi_adjust_cfa_offset -FRAME_BYTES
+        ret                             /* pops what the matching RESUME's call pushed */
+        .cfi_endproc
+FUNCTION_END(GREENLET_YIELD)
+
+FUNCTION_BEGIN(GREENLET_INIT)
+        .cfi_startproc
+        addi    a0, a0, -FRAME_BYTES
+        sd      a1, FRAME_S0(a0)        /* s0 = entry */
+        sd      a2, FRAME_S1(a0)        /* s1 = arg */
+        lla     t0, GREENLET_ENTRY
+        sd      t0, FRAME_RESUME(a0)
 #ifdef GREENLET_FP_CONTROL
         /* A new greenlet starts with its creator's rounding mode, as a new
            thread does (POSIX) and as Boost's make_fcontext does. */
-        frrm    t1
-        sd      t1,   FRAME_FRM(t0)
+        frrm    t0
+        sd      t0, FRAME_FRM(a0)
 #else
-        sd      zero, FRAME_FRM(t0)
+        sd      zero, FRAME_FRM(a0)
 #endif
-        mv      a0, t0
         ret
         .cfi_endproc
-        .size   GREENLET_INIT, .-GREENLET_INIT
+FUNCTION_END(GREENLET_INIT)
 
-        .globl  GREENLET_ENTRY
-        .hidden GREENLET_ENTRY
-        .type   GREENLET_ENTRY, @function
-        .p2align 2
-GREENLET_ENTRY:
+FUNCTION_BEGIN(GREENLET_ENTRY)
         .cfi_startproc
         /* Bottom of every greenlet stack: there is no caller. Marking the return
            address undefined makes unwinders, backtraces and gdb stop here. */
         .cfi_undefined ra
-        /* a0 already holds the transfer word from the switch. */
-        mv      a1, s1                  /* argument from the initial frame */
-        jalr    s2                      /* entry(transfer, arg), never returns */
-        unimp
+        mv      t1, s0                  /* entry, from the initial frame */
+        mv      a3, s1                  /* arg, the fourth argument */
+        li      s0, 0                   /* ends frame-pointer chains */
+        lla     ra, 3f                  /* a return address inside this routine */
+        jr      t1                      /* entry(a, b, c, arg), never returns */
+3:      unimp
         .cfi_endproc
-        .size   GREENLET_ENTRY, .-GREENLET_ENTRY
+FUNCTION_END(GREENLET_ENTRY)
 
-        .section .note.GNU-stack,"",@progbits
+        GNU_STACK_NOTE

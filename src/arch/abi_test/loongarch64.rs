@@ -25,8 +25,6 @@ pub const EXPECTED_FP_CONTROL: u64 = if cfg!(feature = "fp-control") {
 /// Other callee-saved state the probe stores after the FP control slot:
 /// none here.
 pub const OTHER_STATE: &[(&str, u64)] = &[];
-/// The register that `greenlet_abi_bad_switch` loses.
-pub const FORGOTTEN: &str = "s8";
 
 // The probe's frame (176 bytes): the caller's ra, fp, s0-s8 and fs0-fs7 at
 // 0-151, its FCSR0 at 152, `out` at 160. `out`: s0-s8 and fp at 0-79,
@@ -36,7 +34,7 @@ std::arch::global_asm!(
     ".globl greenlet_abi_probe",
     ".p2align 4",
     "greenlet_abi_probe:",
-    // a0 = switch fn, a1 = save slot, a2 = load sp, a3 = out
+    // a0 = body, a1 = ctx, a2 = out
     "addi.d $sp, $sp, -176",
     "st.d $ra, $sp, 0",
     "st.d $fp, $sp, 8",
@@ -59,7 +57,7 @@ std::arch::global_asm!(
     "fst.d $fs7, $sp, 144",
     "movfcsr2gr $t0, $fcsr0",
     "st.w $t0, $sp, 152",
-    "st.d $a3, $sp, 160",
+    "st.d $a2, $sp, 160",
     "li.w $t0, {a_fcsr}",
     "movgr2fcsr $fcsr0, $t0",
     "li.d $s0, 0x5eed000101010101",
@@ -90,8 +88,6 @@ std::arch::global_asm!(
     "movgr2fr.d $fs7, $t0",
     "move $t8, $a0",
     "move $a0, $a1",
-    "move $a1, $a2",
-    "move $a2, $zero",
     "jirl $ra, $t8, 0",
     "ld.d $t0, $sp, 160",
     "st.d $s0, $t0, 0",
@@ -139,14 +135,12 @@ std::arch::global_asm!(
     "addi.d $sp, $sp, 176",
     "jr $ra",
     "",
-    // a0 = switch fn, a1 = save slot, a2 = pointer to the probe's saved sp
+    // a0 = body, a1 = ctx
     ".globl greenlet_abi_clobber",
     ".p2align 4",
     "greenlet_abi_clobber:",
     "move $t8, $a0",
     "move $a0, $a1",
-    "ld.d $a1, $a2, 0",
-    "move $a2, $zero",
     "li.w $t0, {b_fcsr}",
     "movgr2fcsr $fcsr0, $t0",
     "li.d $s0, 0xbad000010badf00d",
@@ -173,21 +167,4 @@ std::arch::global_asm!(
 
     a_fcsr = const A_FCSR,
     b_fcsr = const B_FCSR,
-);
-
-// The real switch, then s8 corrupted on the way back: a switch that fails to
-// preserve exactly one register, which the probe must catch.
-std::arch::global_asm!(
-    ".text",
-    ".globl greenlet_abi_bad_switch",
-    ".p2align 4",
-    "greenlet_abi_bad_switch:",
-    "addi.d $sp, $sp, -16",
-    "st.d $ra, $sp, 8",
-    "bl {switch}",
-    "ld.d $ra, $sp, 8",
-    "addi.d $sp, $sp, 16",
-    "nor $s8, $s8, $zero",
-    "jr $ra",
-    switch = sym super::super::ffi::switch,
 );

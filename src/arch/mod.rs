@@ -31,8 +31,13 @@ use std::mem::MaybeUninit;
 
 #[cfg_attr(target_arch = "x86_64", path = "x86_64.rs")]
 #[cfg_attr(target_arch = "powerpc64", path = "powerpc64.rs")]
+#[cfg_attr(target_arch = "s390x", path = "s390x.rs")]
 #[cfg_attr(
-    not(any(target_arch = "x86_64", target_arch = "powerpc64")),
+    not(any(
+        target_arch = "x86_64",
+        target_arch = "powerpc64",
+        target_arch = "s390x"
+    )),
     path = "legacy.rs"
 )]
 mod cpu;
@@ -138,6 +143,13 @@ pub(crate) unsafe fn init_stack(stack_top: *mut u8, entry: EntryFn, arg: usize) 
 
 // The CPUs still on the legacy stand-in get their ABI test back with their
 // port (their probes call the old one-entry switch).
-#[cfg(all(test, any(target_arch = "x86_64", target_arch = "powerpc64")))]
+#[cfg(all(
+    test,
+    any(
+        target_arch = "x86_64",
+        target_arch = "powerpc64",
+        target_arch = "s390x"
+    )
+))]
 mod abi_test;
 pub(crate) mod bare;

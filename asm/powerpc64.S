@@ -32,7 +32,8 @@
  *                                untouched to the resumed side
  *   in:          r6              where to store the suspended stack pointer
  *                r7              the stack pointer of the context to resume
- *   destroyed:   r0, r8-r12, f0, ctr, lr (and r6, r7)
+ *   destroyed:   r0, ctr (RESUME), lr (YIELD) (and r6, r7); with
+ *                fp-control also r8-r11, f0 and cr0
  *
  *   GREENLET_RESUME   entered by `bl`, so the CPU's link-stack predictor
  *                     pushes the suspending side's resume address (the
@@ -131,8 +132,9 @@
  * call-in/jump-out + jump-in/return-out pair with the callee-saved registers
  * declared clobbered at the asm! site ran the round trip in 2.15 ns against
  * 5.87 ns for one routine saving everything; here the old routine saved 18
- * GPRs, 18 FPRs, 12 vector registers and CR on every switch (544 bytes). It
- * has not been measured on POWER hardware (only qemu was at hand).
+ * GPRs, 18 FPRs, 12 vector registers and CR on every switch (a 512-byte
+ * frame, LR and CR in the caller's header). It has not been measured on
+ * POWER hardware (only qemu was at hand).
  *
  * The FP control state (SPEC section 5). Without fp-control the FPSCR is not
  * touched: it belongs to the thread. With it, each greenlet keeps its own

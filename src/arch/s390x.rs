@@ -105,9 +105,9 @@ pub(crate) unsafe fn yield_to(
 /// test to prove that it notices a register the switch does not keep. An FP
 /// register, because compiled code saves the integer ones with one `stmg`
 /// from the lowest it uses up to r15, which stores every register of that
-/// range (the probe's function, in a debug build, saves r6-r15): a
-/// forgotten r6-r13 may be saved anyway and not show. FP registers are saved
-/// one by one.
+/// range (the probe's functions save r6-r15 in debug and release builds,
+/// even the one that leaves r6 out): a forgotten r6-r13 is saved anyway and
+/// cannot show. FP registers are saved one by one.
 ///
 /// # Safety
 /// As for [`resume`]; besides, the caller must not hold anything in f15.

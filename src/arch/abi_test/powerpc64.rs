@@ -1,4 +1,4 @@
-//! 64-bit PowerPC, ELFv2 (powerpc64le): r14-r31 and r2 (TOC), f14-f31,
+//! 64-bit PowerPC, ELFv2 (powerpc64le): r14-r31, f14-f31,
 //! v20-v31 (128 bits: two doubleword slots each), cr2-cr4; FPSCR control bits.
 //!
 //! The probe loads the vector patterns with `lxvd2x` and stores them with
@@ -7,11 +7,14 @@
 //! survived, whatever the byte order. The switch moves whole registers
 //! (`stvx`/`lvx`) and cannot tell.
 
-/// Callee-saved integer registers, in the order the probe stores them. r2 is
-/// loaded with a pattern too: the switch must give each side its own TOC.
+/// Callee-saved integer registers, in the order the probe stores them: the
+/// call site's r14-r29 and the `.S` file's r30 and r31. r2, the TOC, cannot
+/// hold a pattern here: the probe calls Rust code, which needs the module's
+/// TOC (and both sides have that one TOC, so a switch that lost r2 would not
+/// show).
 pub const INT_REGS: &[&str] = &[
     "r14", "r15", "r16", "r17", "r18", "r19", "r20", "r21", "r22", "r23", "r24", "r25", "r26",
-    "r27", "r28", "r29", "r30", "r31", "r2",
+    "r27", "r28", "r29", "r30", "r31",
 ];
 /// f14-f31, then v20-v31 as doublewords 0 and 1 (the ISA's numbering).
 pub const FP_REGS: &[&str] = &[
@@ -48,21 +51,20 @@ const A_CR: u64 = 0x00A5_C000;
 const B_CR: u64 = 0x005A_3000;
 /// Callee-saved state stored after the FP control slot: the CR fields.
 pub const OTHER_STATE: &[(&str, u64)] = &[("cr2-cr4", A_CR)];
-/// What `greenlet_abi_bad_switch` loses: one bit of cr3.
-pub const FORGOTTEN: &str = "cr2-cr4";
 
 // The probe's frame (544 bytes, from its r1): the ELFv2 header (back chain;
-// CR and LR, which the switch saves there; the TOC save doubleword at 24),
-// out at 32, the caller's FPSCR at 40, then the caller's v20-v31 at 64,
-// r14-r31 at 256 and f14-f31 at 400. `out` (see the driver): r14-r31 and r2
-// at 0-151, f14-f31 and v20-v31 at 152-487, FPSCR at 488, CR fields at 496.
+// CR and LR, which its callee may save there; the TOC save doubleword at 24,
+// reloaded after the indirect call), out at 32, the caller's FPSCR at 40,
+// then the caller's v20-v31 at 64, r14-r31 at 256 and f14-f31 at 400. `out`
+// (see the driver): r14-r31 at 0-143, f14-f31 and v20-v31 at 144-479, FPSCR
+// at 480, CR fields at 488.
 std::arch::global_asm!(
     ".text",
     ".globl greenlet_abi_probe",
     ".p2align 4",
     "greenlet_abi_probe:",
-    // r3 = switch fn, r4 = save slot, r5 = load sp, r6 = out. A global entry
-    // point: the patterns are found through the TOC.
+    // r3 = body, r4 = ctx, r5 = out. A global entry point: the patterns are
+    // found through the TOC.
     "0: addis %r2, %r12, (.TOC. - 0b)@ha",
     "addi %r2, %r2, (.TOC. - 0b)@l",
     ".localentry greenlet_abi_probe, . - greenlet_abi_probe",
@@ -72,7 +74,7 @@ std::arch::global_asm!(
     "stw %r12, 8(%r1)",
     "stdu %r1, -544(%r1)",
     "std %r2, 24(%r1)",
-    "std %r6, 32(%r1)",
+    "std %r5, 32(%r1)",
     "mffs %f0",
     "stfd %f0, 40(%r1)",
     "std %r14, 256(%r1)",
@@ -162,56 +164,55 @@ std::arch::global_asm!(
     "ld %r29, 120(%r9)",
     "ld %r30, 128(%r9)",
     "ld %r31, 136(%r9)",
-    "lfd %f14, 152(%r9)",
-    "lfd %f15, 160(%r9)",
-    "lfd %f16, 168(%r9)",
-    "lfd %f17, 176(%r9)",
-    "lfd %f18, 184(%r9)",
-    "lfd %f19, 192(%r9)",
-    "lfd %f20, 200(%r9)",
-    "lfd %f21, 208(%r9)",
-    "lfd %f22, 216(%r9)",
-    "lfd %f23, 224(%r9)",
-    "lfd %f24, 232(%r9)",
-    "lfd %f25, 240(%r9)",
-    "lfd %f26, 248(%r9)",
-    "lfd %f27, 256(%r9)",
-    "lfd %f28, 264(%r9)",
-    "lfd %f29, 272(%r9)",
-    "lfd %f30, 280(%r9)",
-    "lfd %f31, 288(%r9)",
-    "li %r0, 296",
+    "lfd %f14, 144(%r9)",
+    "lfd %f15, 152(%r9)",
+    "lfd %f16, 160(%r9)",
+    "lfd %f17, 168(%r9)",
+    "lfd %f18, 176(%r9)",
+    "lfd %f19, 184(%r9)",
+    "lfd %f20, 192(%r9)",
+    "lfd %f21, 200(%r9)",
+    "lfd %f22, 208(%r9)",
+    "lfd %f23, 216(%r9)",
+    "lfd %f24, 224(%r9)",
+    "lfd %f25, 232(%r9)",
+    "lfd %f26, 240(%r9)",
+    "lfd %f27, 248(%r9)",
+    "lfd %f28, 256(%r9)",
+    "lfd %f29, 264(%r9)",
+    "lfd %f30, 272(%r9)",
+    "lfd %f31, 280(%r9)",
+    "li %r0, 288",
     "lxvd2x %vs52, %r9, %r0",
-    "li %r0, 312",
+    "li %r0, 304",
     "lxvd2x %vs53, %r9, %r0",
-    "li %r0, 328",
+    "li %r0, 320",
     "lxvd2x %vs54, %r9, %r0",
-    "li %r0, 344",
+    "li %r0, 336",
     "lxvd2x %vs55, %r9, %r0",
-    "li %r0, 360",
+    "li %r0, 352",
     "lxvd2x %vs56, %r9, %r0",
-    "li %r0, 376",
+    "li %r0, 368",
     "lxvd2x %vs57, %r9, %r0",
-    "li %r0, 392",
+    "li %r0, 384",
     "lxvd2x %vs58, %r9, %r0",
-    "li %r0, 408",
+    "li %r0, 400",
     "lxvd2x %vs59, %r9, %r0",
-    "li %r0, 424",
+    "li %r0, 416",
     "lxvd2x %vs60, %r9, %r0",
-    "li %r0, 440",
+    "li %r0, 432",
     "lxvd2x %vs61, %r9, %r0",
-    "li %r0, 456",
+    "li %r0, 448",
     "lxvd2x %vs62, %r9, %r0",
-    "li %r0, 472",
+    "li %r0, 464",
     "lxvd2x %vs63, %r9, %r0",
+    // body(ctx), an ELFv2 indirect call: r12 = target, our r2 back from the
+    // TOC save doubleword afterwards
     "mr %r12, %r3",
     "mtctr %r12",
     "mr %r3, %r4",
-    "mr %r4, %r5",
-    "li %r5, 0",
-    // r2 last: nothing here uses the TOC again until it is restored
-    "ld %r2, 144(%r9)",
     "bctrl",
+    "ld %r2, 24(%r1)",
     // what survived, in the order of INT_REGS, FP_REGS, the FP control slot, OTHER_STATE
     "ld %r7, 32(%r1)",
     "std %r14, 0(%r7)",
@@ -232,55 +233,53 @@ std::arch::global_asm!(
     "std %r29, 120(%r7)",
     "std %r30, 128(%r7)",
     "std %r31, 136(%r7)",
-    "std %r2, 144(%r7)",
-    "ld %r2, 24(%r1)",
-    "stfd %f14, 152(%r7)",
-    "stfd %f15, 160(%r7)",
-    "stfd %f16, 168(%r7)",
-    "stfd %f17, 176(%r7)",
-    "stfd %f18, 184(%r7)",
-    "stfd %f19, 192(%r7)",
-    "stfd %f20, 200(%r7)",
-    "stfd %f21, 208(%r7)",
-    "stfd %f22, 216(%r7)",
-    "stfd %f23, 224(%r7)",
-    "stfd %f24, 232(%r7)",
-    "stfd %f25, 240(%r7)",
-    "stfd %f26, 248(%r7)",
-    "stfd %f27, 256(%r7)",
-    "stfd %f28, 264(%r7)",
-    "stfd %f29, 272(%r7)",
-    "stfd %f30, 280(%r7)",
-    "stfd %f31, 288(%r7)",
-    "li %r0, 296",
+    "stfd %f14, 144(%r7)",
+    "stfd %f15, 152(%r7)",
+    "stfd %f16, 160(%r7)",
+    "stfd %f17, 168(%r7)",
+    "stfd %f18, 176(%r7)",
+    "stfd %f19, 184(%r7)",
+    "stfd %f20, 192(%r7)",
+    "stfd %f21, 200(%r7)",
+    "stfd %f22, 208(%r7)",
+    "stfd %f23, 216(%r7)",
+    "stfd %f24, 224(%r7)",
+    "stfd %f25, 232(%r7)",
+    "stfd %f26, 240(%r7)",
+    "stfd %f27, 248(%r7)",
+    "stfd %f28, 256(%r7)",
+    "stfd %f29, 264(%r7)",
+    "stfd %f30, 272(%r7)",
+    "stfd %f31, 280(%r7)",
+    "li %r0, 288",
     "stxvd2x %vs52, %r7, %r0",
-    "li %r0, 312",
+    "li %r0, 304",
     "stxvd2x %vs53, %r7, %r0",
-    "li %r0, 328",
+    "li %r0, 320",
     "stxvd2x %vs54, %r7, %r0",
-    "li %r0, 344",
+    "li %r0, 336",
     "stxvd2x %vs55, %r7, %r0",
-    "li %r0, 360",
+    "li %r0, 352",
     "stxvd2x %vs56, %r7, %r0",
-    "li %r0, 376",
+    "li %r0, 368",
     "stxvd2x %vs57, %r7, %r0",
-    "li %r0, 392",
+    "li %r0, 384",
     "stxvd2x %vs58, %r7, %r0",
-    "li %r0, 408",
+    "li %r0, 400",
     "stxvd2x %vs59, %r7, %r0",
-    "li %r0, 424",
+    "li %r0, 416",
     "stxvd2x %vs60, %r7, %r0",
-    "li %r0, 440",
+    "li %r0, 432",
     "stxvd2x %vs61, %r7, %r0",
-    "li %r0, 456",
+    "li %r0, 448",
     "stxvd2x %vs62, %r7, %r0",
-    "li %r0, 472",
+    "li %r0, 464",
     "stxvd2x %vs63, %r7, %r0",
     "mffs %f0",
-    "stfd %f0, 488(%r7)",
+    "stfd %f0, 480(%r7)",
     "mfcr %r10",
     "rlwinm %r10, %r10, 0, 8, 19",
-    "std %r10, 496(%r7)",
+    "std %r10, 488(%r7)",
     // the caller's state back
     "lfd %f0, 40(%r1)",
     "mtfsf 0xff, %f0",
@@ -351,8 +350,9 @@ std::arch::global_asm!(
     "mtcrf 0x38, %r12",
     "blr",
     "",
-    // r3 = switch fn, r4 = save slot, r5 = pointer to the probe's saved sp.
-    // Pattern B everywhere (r2 included), then the switch back; never resumed.
+    // r3 = body, r4 = ctx. Pattern B everywhere, then body(ctx), which
+    // switches back and is never resumed. The 32 bytes are body's ELFv2
+    // header (its callee-save slots).
     ".globl greenlet_abi_clobber",
     ".p2align 4",
     "greenlet_abi_clobber:",
@@ -360,8 +360,6 @@ std::arch::global_asm!(
     "mr %r12, %r3",
     "mtctr %r12",
     "mr %r3, %r4",
-    "ld %r4, 0(%r5)",
-    "li %r5, 0",
     "li %r7, {b_fpscr_low}",
     "oris %r7, %r7, {b_fpscr_high}",
     "mtfprd %f0, %r7",
@@ -420,17 +418,16 @@ std::arch::global_asm!(
     "li %r29, -29",
     "li %r30, -30",
     "li %r31, -31",
-    "li %r2, -2",
     "bctrl",
     "trap",
     "",
     ".section .rodata",
     ".p2align 4",
     "greenlet_abi_patterns:",
-    // the driver's a_int(k) for r14-r31 and r2, then a_fp(k) for f14-f31 and
-    // the 24 doublewords of v20-v31
+    // the driver's a_int(k) for r14-r31, then a_fp(k) for f14-f31 and the 24
+    // doublewords of v20-v31
     ".set k, 1",
-    ".rept 19",
+    ".rept 18",
     ".quad 0x5EED000000000000 | (k << 32) | (0x01010101 * k)",
     ".set k, k + 1",
     ".endr",
@@ -448,25 +445,4 @@ std::arch::global_asm!(
     b_fpscr_high = const B_FPSCR >> 16,
     b_cr_high = const B_CR >> 16,
     b_cr_low = const B_CR & 0xFFFF,
-);
-
-// The real switch, then one bit of cr3 flipped on the way back: a switch that
-// fails to preserve exactly one callee-saved field, which the probe must
-// catch.
-std::arch::global_asm!(
-    ".text",
-    ".globl greenlet_abi_bad_switch",
-    ".p2align 4",
-    "greenlet_abi_bad_switch:",
-    "mflr %r0",
-    "std %r0, 16(%r1)",
-    "stdu %r1, -32(%r1)",
-    "bl {switch}",
-    "nop",
-    "addi %r1, %r1, 32",
-    "ld %r0, 16(%r1)",
-    "mtlr %r0",
-    "crnot 14, 14",
-    "blr",
-    switch = sym super::super::ffi::switch,
 );

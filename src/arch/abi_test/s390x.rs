@@ -25,17 +25,15 @@ pub const EXPECTED_FP_CONTROL: u64 = if cfg!(feature = "fp-control") {
 } else {
     B_FPC
 };
-/// The register that `greenlet_abi_bad_switch` corrupts.
 /// No callee-saved state beside the integer and FP registers.
 pub const OTHER_STATE: &[(&str, u64)] = &[];
-pub const FORGOTTEN: &str = "r13";
 
 std::arch::global_asm!(
     ".text",
     ".globl greenlet_abi_probe",
     ".p2align 4",
     "greenlet_abi_probe:",
-    // r2 = switch fn, r3 = save slot, r4 = load sp, r5 = out
+    // r2 = body, r3 = ctx, r4 = out
     "stmg %r6, %r15, 48(%r15)",
     "aghi %r15, -240",
     "std %f8, 160(%r15)",
@@ -47,11 +45,9 @@ std::arch::global_asm!(
     "std %f14, 208(%r15)",
     "std %f15, 216(%r15)",
     "stfpc 224(%r15)",
-    "stg %r5, 232(%r15)",
+    "stg %r4, 232(%r15)",
     "lgr %r1, %r2",
     "lgr %r2, %r3",
-    "lgr %r3, %r4",
-    "lghi %r4, 0",
     "llihf %r6, 0x5eed0001",
     "iilf %r6, 0x1010101",
     "llihf %r7, 0x5eed0002",
@@ -132,11 +128,9 @@ std::arch::global_asm!(
     ".globl greenlet_abi_clobber",
     ".p2align 4",
     "greenlet_abi_clobber:",
-    // r2 = switch fn, r3 = save slot, r4 = pointer to the probe's saved sp
+    // r2 = body, r3 = ctx; body switches back and is never resumed
     "lgr %r1, %r2",
     "lgr %r2, %r3",
-    "lg %r3, 0(%r4)",
-    "lghi %r4, 0",
     "llihf %r6, 0xbad00001",
     "iilf %r6, 0xbadf00d",
     "llihf %r7, 0xbad00002",
@@ -182,24 +176,4 @@ std::arch::global_asm!(
     "aghi %r15, -160",
     "basr %r14, %r1",
     ".word 0",
-);
-
-// The real switch, then r13 corrupted on the way back: a switch that fails to
-// preserve exactly one register, which the probe must catch. The return
-// address goes in the r14 slot of the register save area our caller provides;
-// the real switch gets one of its own below.
-std::arch::global_asm!(
-    ".text",
-    ".globl greenlet_abi_bad_switch",
-    ".p2align 4",
-    "greenlet_abi_bad_switch:",
-    "stg %r14, 112(%r15)",
-    "aghi %r15, -160",
-    "brasl %r14, {switch}",
-    "aghi %r15, 160",
-    "lg %r14, 112(%r15)",
-    "lghi %r0, -1",
-    "xgr %r13, %r0",
-    "br %r14",
-    switch = sym super::super::ffi::switch,
 );

@@ -47,9 +47,6 @@ fn main() {
         ("GREENLET_YIELD", "yield"),
         ("GREENLET_INIT", "init"),
         ("GREENLET_ENTRY", "entry"),
-        // The one-entry switch of the files not yet ported to the RESUME/YIELD
-        // pair (src/arch/legacy.rs).
-        ("GREENLET_SWITCH", "switch"),
     ] {
         build.define(
             macro_name,

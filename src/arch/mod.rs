@@ -104,7 +104,7 @@ mod ffi {
             )
         };
     }
-    #[allow(unused_imports)] // by the legacy stand-in only
+    #[allow(unused_imports)] // for the CPU modules that name a routine themselves
     pub(crate) use routine_name;
 
     extern "C" {

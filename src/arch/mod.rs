@@ -30,7 +30,11 @@
 use std::mem::MaybeUninit;
 
 #[cfg_attr(target_arch = "x86_64", path = "x86_64.rs")]
-#[cfg_attr(not(target_arch = "x86_64"), path = "legacy.rs")]
+#[cfg_attr(target_arch = "aarch64", path = "aarch64.rs")]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    path = "legacy.rs"
+)]
 mod cpu;
 
 pub(crate) use cpu::{resume, yield_to};
@@ -134,6 +138,6 @@ pub(crate) unsafe fn init_stack(stack_top: *mut u8, entry: EntryFn, arg: usize) 
 
 // The CPUs still on the legacy stand-in get their ABI test back with their
 // port (their probes call the old one-entry switch).
-#[cfg(all(test, target_arch = "x86_64"))]
+#[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod abi_test;
 pub(crate) mod bare;

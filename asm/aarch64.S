@@ -1,255 +1,206 @@
 /*
- * greenlet stack switch for aarch64, AAPCS64 (Linux).
+ * greenlet stack switch for aarch64, AAPCS64: Linux (ELF) and macOS (Mach-O,
+ * Apple's arm64 ABI) from this one file. The object-format directives come
+ * from platform.h; the instructions are the same for both.
  *
- * Exports exactly three symbols (hidden, with the crate version in the name;
- * build.rs passes the names as GREENLET_SWITCH, GREENLET_INIT and GREENLET_ENTRY,
- * and defines GREENLET_FP_CONTROL when the cargo feature `fp-control` is on):
+ * The contract (SPEC section 5). Exports exactly four symbols (hidden, with the
+ * crate version in the name; build.rs passes the names as GREENLET_RESUME,
+ * GREENLET_YIELD, GREENLET_INIT and GREENLET_ENTRY, and defines
+ * GREENLET_FP_CONTROL when the cargo feature `fp-control` is on). Registers
+ * at the two switch entries (not a C ABI: only src/arch/aarch64.rs calls them,
+ * from `asm!` blocks that declare everything else clobbered):
  *
- *   usize GREENLET_SWITCH(void **save_sp, void *load_sp, usize transfer)
- *       x0 = where to store the current stack pointer
- *       x1 = stack pointer of the context to resume (a frame laid out below)
- *       x2 = transfer word, handed to the resumed side in x0
+ *   x0, x1, x2   the transfer words a, b, c: handed through untouched, in and
+ *                out (the resumed side finds ours in the same registers)
+ *   x3           save_sp: where to store our stack pointer
+ *   x4           load_sp: the stack pointer of the context to resume
+ *   x30          our resume address
  *
- *   void *GREENLET_INIT(void *top, entry_fn entry, usize arg)
- *       x0 = 16-aligned top of a fresh stack, x1 = entry, x2 = arg
- *       writes the initial frame below `top` and returns its stack pointer, to
- *       be passed to GREENLET_SWITCH as load_sp. The frame layout is written in
- *       this file only: the offsets below serve the switch and this routine.
+ *   GREENLET_RESUME   entered by `bl` (so x30 is the return address, and the
+ *                     return-address predictor has pushed it). Saves, swaps,
+ *                     restores and leaves by `br x30`, an indirect jump to the
+ *                     resumed side's saved address, never by `ret`.
+ *   GREENLET_YIELD    entered by `b` after the asm! block has put its own resume
+ *                     address (a local label after the `b`) into x30 with `adr`.
+ *                     Saves, swaps, restores exactly as RESUME does and leaves
+ *                     by `ret`, which pops the predictor entry that the
+ *                     resumed side's `bl GREENLET_RESUME` pushed: in ping-pong
+ *                     every return is predicted.
+ *   Both store x30 into the frame as the resume address, so either entry may
+ *   resume a context suspended by either.
+ *
+ *   void *GREENLET_INIT(void *top, entry_fn entry, usize arg)   (a C function)
+ *       x0 = 16-aligned top of a fresh stack, x1 = entry, x2 = arg. Writes a
+ *       frame shaped like a suspended one below `top`, whose resume address is
+ *       GREENLET_ENTRY and whose x29 and x19 slots carry entry and arg, and
+ *       returns its stack pointer (for load_sp).
  *
  *   GREENLET_ENTRY
- *       never called: the first switch into a new stack returns here. It calls
- *       entry(transfer, arg) with entry in x20 and arg in x19, both put in the
- *       initial frame by GREENLET_INIT. entry never returns.
+ *       never called: the first switch into a new stack lands here, with sp =
+ *       top and the transfer words in x0-x2. It enters
+ *       entry(a, b, c, arg), an `extern "C" fn(usize, usize, usize, usize) -> !`,
+ *       by setting the link register and jumping (`adr x30; br x16`), so the
+ *       predictor holds no call that is never returned from.
  *
- * Saved frame (what `save_sp` points at while a context is suspended); F is 16
- * with GREENLET_FP_CONTROL and 0 without:
+ * What the .S saves: only what asm! cannot name on aarch64 (the Rust
+ * reference, "Register operands": x19 is LLVM's base pointer, x29 the frame
+ * pointer, sp and xzr are the stack and zero register, x18 is the platform
+ * register on Apple, Windows, Android, Fuchsia). The asm! site declares
+ * everything else clobbered: clobber_abi("C") (x0-x17, x18 where it is not
+ * reserved, x30, all of v0-v31 since the upper halves of v8-v15 are caller-
+ * saved, p0-p15, ffr) plus x20-x28, so the compiler keeps only what is live
+ * across the switch, in its own frame. x18 is never touched by this file: on
+ * Apple it is the platform's, on Linux it is an ordinary temporary that
+ * clobber_abi("C") covers.
+ *
+ * Saved frame (what save_sp points at while a context is suspended), 32
+ * bytes in both builds (sp must stay 16-aligned, and the fp-control word takes
+ * the slot that is padding without it):
  *
  *   offset  size  content                             initial frame (GREENLET_INIT)
  *   ------  ----  ----------------------------------  -----------------------------
- *   always:
- *     +0     8    x19                                 entry argument
- *     +8     8    x20                                 entry function
- *    +16    64    x21 .. x28                          0
- *    +80     8    x29 (frame pointer)                 0 (ends frame-pointer chains)
- *    +88     8    x30 (link register)                 GREENLET_ENTRY
- *    +96    64    d8 .. d15                           0
- *   fp-control only:
- *   +160     8    FPCR (FP control register)          the creator's FPCR
- *   +168     8    padding (keeps sp 16-aligned)       0
- *   always:
- *  160+F          caller's frame                      top of the stack (16-aligned)
+ *     +0     8    x29 (frame pointer)                 entry function
+ *     +8     8    resume address (x30 at the entry)   GREENLET_ENTRY
+ *    +16     8    x19                                 entry argument
+ *    +24     8    FPCR under fp-control, else unused  the creator's FPCR, else 0
+ *    +32          the suspended side's own frame      top of the stack (16-aligned)
+ *
+ * x29 and the resume address sit together at +0 as an AAPCS64 frame record
+ * {fp, lr}, so a frame-pointer walk that starts from a saved stack pointer
+ * reads the suspended side's chain.
  *
  * Stack picture during a switch from A to B (higher addresses at the top; both
  * stacks grow downward):
  *
  *        stack of A (being suspended)           stack of B (being resumed)
- *      |  A's callers ...         |           |  B's callers ...         |
+ *      |  A's frames ...          |           |  B's frames ...          |
+ *      |  (A's live values: the   |           |                          |
+ *      |   compiler spilled them) |           |                          |
  *      +--------------------------+           +--------------------------+
- * +160 | [FPCR | pad]             |           | [FPCR | pad]             |  fp-control
- *  +96 |  d8 .. d15               |           |  d8 .. d15               |
- *  +88 |  x30 = return into A     |           |  x30 = return into B     |  <- ret
- *  +80 |  x29                     |           |  x29                     |
- *   +0 |  x19 .. x28              |           |  x19 .. x28              |
+ *  +24 |  FPCR / unused           |           |  FPCR / unused           |
+ *  +16 |  x19                     |           |  x19                     |
+ *   +8 |  resume address of A     |           |  resume address of B     |  -> br / ret
+ *   +0 |  x29                     |           |  x29                     |
  *      +--------------------------+           +--------------------------+
- *        ^ stored to *save_sp                   ^ load_sp
- *
- * 160 bytes without fp-control and 176 with it are both multiples of 16, so
- * GREENLET_ENTRY runs with sp = top, 16-aligned, as AAPCS64 wants.
- *
- * Only the low 64 bits of v8-v15 are callee-saved (d8-d15); everything else is
- * caller-saved and already assumed destroyed by the compiler at the call.
+ *        ^ stored to *save_sp (x3)              ^ load_sp (x4)
  *
  * The FP control state (SPEC section 5). Without fp-control it is not touched:
  * FPCR belongs to the thread, as Rust assumes. With it, each greenlet keeps its
- * own FPCR (rounding mode, FZ, DN, AHP, trap enables). aarch64 keeps the status
- * flags in a register of their own, FPSR, which is never switched: the
- * cumulative exception flags stay with the thread, as MXCSR's six flags do on
- * x86_64. The `msr fpcr` is skipped when the resumed side's FPCR equals ours,
- * which is nearly always: a write to FPCR changes how every later FP
- * instruction executes, so a core must order it against the FP operations in
- * flight (ARM documents such writes as serialising on its VFP units), while
- * the compare costs one cycle. Not measured on hardware: the port is tested
- * under qemu-user.
+ * own FPCR (rounding mode, FZ, DN, AHP, trap enables); FPSR, the cumulative
+ * status flags, is never switched and stays the thread's, as MXCSR's flags do
+ * on x86_64. The `msr fpcr` is skipped when the resumed side's FPCR equals
+ * ours, which is nearly always: a write to FPCR must be ordered against the FP
+ * operations in flight, the compare costs a cycle. Not measured on hardware.
  *
- * Three more choices:
- *  - The resumed side is entered with `ret`, not `br x30`. x86_64 avoids `ret`
- *    because its return-stack predictor mispredicts here; on aarch64 `br`
- *    would not help a BTI-enabled program, where a `br` must land on a `bti j`
- *    pad and a return address never has one, while `ret` is exempt from BTI.
- *  - `bti c` opens each of the three entry points (a no-op without BTI). The
- *    file carries no GNU property note. Claiming BTI would hold (every target
- *    of an indirect call has its pad, and `ret` is exempt), but it cannot be
- *    tested: the linker marks a program for BTI only when every input object
- *    claims it, and neither Rust's std nor common glibc start files do, so no
- *    enforced run can be built. The pads make a forced link (`-z force-bti`)
- *    work. A GCS (guarded control stack) claim must never be added: the
- *    switch moves between stacks and returns to addresses that the caller's
- *    shadow stack would not hold.
- *  - The link register is neither signed nor authenticated (no PAC): the switch
- *    is a leaf that only moves x30 between the two stacks, and the values it
- *    moves are plain return addresses (a PAC-enabled caller signs its own copy
- *    in its own frame).
+ * Other choices:
+ *  - RESUME leaves by `br x30` and YIELD by `ret` (both `ret x30`-shaped, but
+ *    `br` is not a return to the predictor); the entries differ in nothing
+ *    else, so one macro makes both.
+ *  - No BTI landing pads, no GNU property note (SPEC section 5): RESUME's `bl`
+ *    is never matched by a `ret` of its own, and the resume labels it jumps
+ *    to with `br` are not `bti j` pads, so a BTI- or GCS-enforced program
+ *    would fault here; the file claims neither. GREENLET_ENTRY branches to
+ *    the Rust entry through x16, which a `bti c` pad accepts, so that jump
+ *    would be fine under BTI. No PAC: the routines only move return
+ *    addresses between stacks; a PAC-enabled caller signs its own copy.
+ *  - The new stack's entry frame: x29 = 0 ends frame-pointer chains, and
+ *    the CFI of GREENLET_ENTRY marks the return address undefined, so
+ *    unwinders and backtraces stop there. The link register handed to entry
+ *    points into GREENLET_ENTRY (at a `brk` that is never reached), so
+ *    backtraces show the trampoline as the last frame.
+ *  - Mach-O: the assembler resolves `adr` to a numeric local label in the
+ *    same file without a relocation (arm64 Mach-O has no ADR relocation to a
+ *    global symbol), so GREENLET_INIT finds GREENLET_ENTRY that way.
  */
 
-#ifdef GREENLET_FP_CONTROL
-#define F 16
-#else
-#define F 0
-#endif
-#define FRAME_X19   0           /* x19, x20 */
-#define FRAME_X21   16          /* x21, x22 */
-#define FRAME_X23   32          /* x23, x24 */
-#define FRAME_X25   48          /* x25, x26 */
-#define FRAME_X27   64          /* x27, x28 */
-#define FRAME_X29   80          /* x29, x30 */
-#define FRAME_D8    96          /* d8, d9 */
-#define FRAME_D10   112         /* d10, d11 */
-#define FRAME_D12   128         /* d12, d13 */
-#define FRAME_D14   144         /* d14, d15 */
-#define FRAME_FPCR  160         /* fp-control only */
-#define FRAME_BYTES (160 + F)
+#include "platform.h"
 
-        .text
+#define FRAME_FP     0           /* x29, and the resume address at +8 */
+#define FRAME_X19    16          /* x19, and FPCR (fp-control) at +24 */
+#define FRAME_FPCR   24
+#define FRAME_BYTES  32
 
-        .globl  GREENLET_SWITCH
-        .hidden GREENLET_SWITCH
-        .type   GREENLET_SWITCH, %function
-        .p2align 4
-GREENLET_SWITCH:
+/* Save the few registers, swap stacks, restore the other side's; leave with
+   x30 = the resumed side's resume address, by `leave` (br x30 or ret). */
+.macro SWITCH_BODY leave
         .cfi_startproc
-        bti     c
         sub     sp, sp, #FRAME_BYTES
         .cfi_def_cfa_offset FRAME_BYTES
-        stp     x19, x20, [sp, #FRAME_X19]
-        stp     x21, x22, [sp, #FRAME_X21]
-        stp     x23, x24, [sp, #FRAME_X23]
-        stp     x25, x26, [sp, #FRAME_X25]
-        stp     x27, x28, [sp, #FRAME_X27]
-        stp     x29, x30, [sp, #FRAME_X29]
+        stp     x29, x30, [sp, #FRAME_FP]
+        str     x19, [sp, #FRAME_X19]
+        .cfi_offset x29, FRAME_FP - FRAME_BYTES
+        .cfi_offset x30, FRAME_FP + 8 - FRAME_BYTES
         .cfi_offset x19, FRAME_X19 - FRAME_BYTES
-        .cfi_offset x20, FRAME_X19 + 8 - FRAME_BYTES
-        .cfi_offset x21, FRAME_X21 - FRAME_BYTES
-        .cfi_offset x22, FRAME_X21 + 8 - FRAME_BYTES
-        .cfi_offset x23, FRAME_X23 - FRAME_BYTES
-        .cfi_offset x24, FRAME_X23 + 8 - FRAME_BYTES
-        .cfi_offset x25, FRAME_X25 - FRAME_BYTES
-        .cfi_offset x26, FRAME_X25 + 8 - FRAME_BYTES
-        .cfi_offset x27, FRAME_X27 - FRAME_BYTES
-        .cfi_offset x28, FRAME_X27 + 8 - FRAME_BYTES
-        .cfi_offset x29, FRAME_X29 - FRAME_BYTES
-        .cfi_offset x30, FRAME_X29 + 8 - FRAME_BYTES
-        stp     d8,  d9,  [sp, #FRAME_D8]
-        stp     d10, d11, [sp, #FRAME_D10]
-        stp     d12, d13, [sp, #FRAME_D12]
-        stp     d14, d15, [sp, #FRAME_D14]
-        .cfi_offset d8,  FRAME_D8 - FRAME_BYTES
-        .cfi_offset d9,  FRAME_D8 + 8 - FRAME_BYTES
-        .cfi_offset d10, FRAME_D10 - FRAME_BYTES
-        .cfi_offset d11, FRAME_D10 + 8 - FRAME_BYTES
-        .cfi_offset d12, FRAME_D12 - FRAME_BYTES
-        .cfi_offset d13, FRAME_D12 + 8 - FRAME_BYTES
-        .cfi_offset d14, FRAME_D14 - FRAME_BYTES
-        .cfi_offset d15, FRAME_D14 + 8 - FRAME_BYTES
 #ifdef GREENLET_FP_CONTROL
-        mrs     x10, fpcr               /* ours, kept in x10 across the swap */
-        str     x10, [sp, #FRAME_FPCR]
+        mrs     x9, fpcr                /* ours, kept in x9 across the swap */
+        str     x9, [sp, #FRAME_FPCR]
 #endif
-
-        /* The only instructions that touch both stacks. The CFI above stays true
-           after the swap because the resumed frame has the same layout. */
-        mov     x9, sp
-        str     x9, [x0]
-        mov     sp, x1
-
+        /* The only instructions that touch both stacks. The CFI above stays
+           true after the swap: the resumed frame has the same layout. */
+        mov     x10, sp
+        str     x10, [x3]
+        mov     sp, x4
 #ifdef GREENLET_FP_CONTROL
-        ldr     x9, [sp, #FRAME_FPCR]   /* theirs */
-        cmp     x9, x10
+        ldr     x10, [sp, #FRAME_FPCR]  /* theirs */
+        cmp     x10, x9
         b.eq    1f                      /* same control state: no write */
-        msr     fpcr, x9
+        msr     fpcr, x10
 1:
 #endif
-        ldp     x19, x20, [sp, #FRAME_X19]
-        ldp     x21, x22, [sp, #FRAME_X21]
-        ldp     x23, x24, [sp, #FRAME_X23]
-        ldp     x25, x26, [sp, #FRAME_X25]
-        ldp     x27, x28, [sp, #FRAME_X27]
-        ldp     x29, x30, [sp, #FRAME_X29]
-        ldp     d8,  d9,  [sp, #FRAME_D8]
-        ldp     d10, d11, [sp, #FRAME_D10]
-        ldp     d12, d13, [sp, #FRAME_D12]
-        ldp     d14, d15, [sp, #FRAME_D14]
+        ldp     x29, x30, [sp, #FRAME_FP]
+        ldr     x19, [sp, #FRAME_X19]
         add     sp, sp, #FRAME_BYTES
         .cfi_def_cfa_offset 0
-        .cfi_restore x19
-        .cfi_restore x20
-        .cfi_restore x21
-        .cfi_restore x22
-        .cfi_restore x23
-        .cfi_restore x24
-        .cfi_restore x25
-        .cfi_restore x26
-        .cfi_restore x27
-        .cfi_restore x28
         .cfi_restore x29
         .cfi_restore x30
-        .cfi_restore d8
-        .cfi_restore d9
-        .cfi_restore d10
-        .cfi_restore d11
-        .cfi_restore d12
-        .cfi_restore d13
-        .cfi_restore d14
-        .cfi_restore d15
-        mov     x0, x2
-        ret
+        .cfi_restore x19
+        \leave
         .cfi_endproc
-        .size   GREENLET_SWITCH, .-GREENLET_SWITCH
+.endm
 
-        .globl  GREENLET_INIT
-        .hidden GREENLET_INIT
-        .type   GREENLET_INIT, %function
-        .p2align 4
-GREENLET_INIT:
+        TEXT_SECTION
+
+FUNCTION_BEGIN(GREENLET_RESUME)
+        SWITCH_BODY "br x30"
+FUNCTION_END(GREENLET_RESUME)
+
+FUNCTION_BEGIN(GREENLET_YIELD)
+        SWITCH_BODY "ret"
+FUNCTION_END(GREENLET_YIELD)
+
+FUNCTION_BEGIN(GREENLET_INIT)
         .cfi_startproc
-        bti     c
         sub     x3, x0, #FRAME_BYTES
-        stp     x2, x1, [x3, #FRAME_X19]        /* x19 = arg, x20 = entry */
-        stp     xzr, xzr, [x3, #FRAME_X21]
-        stp     xzr, xzr, [x3, #FRAME_X23]
-        stp     xzr, xzr, [x3, #FRAME_X25]
-        stp     xzr, xzr, [x3, #FRAME_X27]
-        adr     x4, GREENLET_ENTRY
-        stp     xzr, x4, [x3, #FRAME_X29]       /* x29 = 0, x30 = trampoline */
-        stp     xzr, xzr, [x3, #FRAME_D8]
-        stp     xzr, xzr, [x3, #FRAME_D10]
-        stp     xzr, xzr, [x3, #FRAME_D12]
-        stp     xzr, xzr, [x3, #FRAME_D14]
+        adr     x4, 9f                  /* GREENLET_ENTRY, below */
+        stp     x1, x4, [x3, #FRAME_FP] /* x29 = entry, resume at the trampoline */
 #ifdef GREENLET_FP_CONTROL
         /* A new greenlet starts with its creator's FP control state, as a new
            thread does (POSIX) and as Boost's make_fcontext does. */
-        mrs     x4, fpcr
-        stp     x4, xzr, [x3, #FRAME_FPCR]
+        mrs     x5, fpcr
+#else
+        mov     x5, xzr
 #endif
+        stp     x2, x5, [x3, #FRAME_X19] /* x19 = arg */
         mov     x0, x3
         ret
         .cfi_endproc
-        .size   GREENLET_INIT, .-GREENLET_INIT
+FUNCTION_END(GREENLET_INIT)
 
-        .globl  GREENLET_ENTRY
-        .hidden GREENLET_ENTRY
-        .type   GREENLET_ENTRY, %function
-        .p2align 4
-GREENLET_ENTRY:
+FUNCTION_BEGIN(GREENLET_ENTRY)
+9:
         .cfi_startproc
-        /* Bottom of every greenlet stack: there is no caller. Marking the return
-           address undefined makes unwinders, backtraces and gdb stop here. */
+        /* Bottom of every greenlet stack: there is no caller. Marking the
+           return address undefined makes unwinders, backtraces and gdb stop
+           here. x0-x2 hold the transfer words of the switch that started us. */
         .cfi_undefined x30
-        bti     c
-        /* x0 already holds the transfer word from the switch. */
-        mov     x1, x19                 /* argument from the initial frame */
-        blr     x20                     /* entry(transfer, arg), never returns */
+        mov     x16, x29                /* entry, from the initial frame */
+        mov     x29, xzr                /* ends frame-pointer chains */
+        mov     x3, x19                 /* arg, from the initial frame */
+        adr     x30, 8f                 /* a return address inside this routine */
+        br      x16                     /* entry(a, b, c, arg), never returns */
+8:
         brk     #0x1
         .cfi_endproc
-        .size   GREENLET_ENTRY, .-GREENLET_ENTRY
+FUNCTION_END(GREENLET_ENTRY)
 
-        .section .note.GNU-stack,"",%progbits
+GNU_STACK_NOTE

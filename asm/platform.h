@@ -9,13 +9,26 @@
  *
  * On Mach-O, C symbols carry a leading underscore; build.rs passes the names
  * with it already (GREENLET_RESUME and friends), so nothing here pastes
- * tokens. `;` separates statements on every assembler that uses this file.
+ * tokens. SEP separates statements inside one macro: `;` everywhere but on
+ * Apple arm64, whose assembler takes `;` for the start of a comment (the
+ * rest of the line would vanish: `.globl name ; name:` exports a symbol it
+ * never defines) and separates with `%%`.
+ *
+ * Also for Mach-O: a `.macro` without named parameters has its `$0`, `$1`,
+ * ... replaced by positional arguments there, so every `.macro` in these
+ * files takes at least one named parameter (x86_64.S says more).
  */
 #ifndef GREENLET_PLATFORM_H
 #define GREENLET_PLATFORM_H
 
+#if defined(__APPLE__) && defined(__aarch64__)
+#define SEP %%
+#else
+#define SEP ;
+#endif
+
 #if defined(__APPLE__)
-#define FUNCTION_BEGIN(name) .globl name ; .private_extern name ; .p2align 4 ; name:
+#define FUNCTION_BEGIN(name) .globl name SEP .private_extern name SEP .p2align 4 SEP name:
 #define FUNCTION_END(name)
 #define GNU_STACK_NOTE
 #define TEXT_SECTION .text
@@ -25,7 +38,7 @@
 #else
 #define FUNCTION_TYPE(name) .type name, @function
 #endif
-#define FUNCTION_BEGIN(name) .globl name ; .hidden name ; FUNCTION_TYPE(name) ; .p2align 4 ; name:
+#define FUNCTION_BEGIN(name) .globl name SEP .hidden name SEP FUNCTION_TYPE(name) SEP .p2align 4 SEP name:
 #define FUNCTION_END(name) .size name, .-name
 #if defined(__arm__)
 #define GNU_STACK_NOTE .section .note.GNU-stack,"",%progbits

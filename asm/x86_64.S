@@ -129,8 +129,12 @@
 /* The body both entries share: save rbx, rbp (and the FP control words),
    store rsp to (r8), load r9, restore the same from there. On entry the
    resume address is at (rsp); on exit too, the resumed side's. The CFI stays
-   true across the swap because the resumed frame has the same layout. */
-.macro SWAP_STACKS
+   true across the swap because the resumed frame has the same layout.
+   The macro has a named parameter (the fp-control slot's size) for Mach-O
+   too: Apple's assembler replaces `$0`, `$1`, ... inside a macro without
+   named parameters with positional arguments, so there `$8` vanished (an
+   error) and `$0x3f` turned silently into a memory operand `x3f`. */
+.macro SWAP_STACKS fp_slot=F
         pushq   %rbp
         .cfi_adjust_cfa_offset 8
         .cfi_rel_offset %rbp, 0
@@ -138,7 +142,7 @@
         .cfi_adjust_cfa_offset 8
         .cfi_rel_offset %rbx, 0
 #ifdef GREENLET_FP_CONTROL
-        subq    $8, %rsp
+        subq    $\fp_slot, %rsp
         .cfi_adjust_cfa_offset 8
         stmxcsr (%rsp)
         fnstcw  4(%rsp)
@@ -161,7 +165,7 @@
 1:      cmpw    4(%rsp), %r11w
         je      2f
         fldcw   4(%rsp)
-2:      addq    $8, %rsp
+2:      addq    $\fp_slot, %rsp
         .cfi_adjust_cfa_offset -8
 #endif
         popq    %rbx

@@ -674,9 +674,15 @@ fn the_smallest_stack_has_room_to_unwind_a_kill() {
 
 /// `mlockall(MCL_FUTURE)` (lock on fault, so nothing is populated) makes every
 /// new mapping locked, and the kernel refuses guard regions in locked memory.
+/// `MCL_ONFAULT` is Linux's; elsewhere (macOS, whose `mlockall` is refused
+/// anyway) the plain call is made, and its refusal reported as below.
 fn lock_future_mappings() {
+    #[cfg(target_os = "linux")]
+    let flags = libc::MCL_FUTURE | libc::MCL_ONFAULT;
+    #[cfg(not(target_os = "linux"))]
+    let flags = libc::MCL_FUTURE;
     // SAFETY: mlockall has no memory-safety preconditions.
-    if unsafe { libc::mlockall(libc::MCL_FUTURE | libc::MCL_ONFAULT) } != 0 {
+    if unsafe { libc::mlockall(flags) } != 0 {
         println!("mlockall refused: {}", std::io::Error::last_os_error());
         std::process::exit(4);
     }

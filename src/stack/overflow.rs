@@ -22,8 +22,11 @@
 //! * **The stack layer's own records.** The handler looks the fault address up
 //!   in this thread's table of stack areas (src/stack/registry.rs): any guard
 //!   of any stack of the thread, whichever greenlet (if any) runs on it, with
-//!   `SEGV_MAPERR` (guard regions) as with `SEGV_ACCERR` (guard pages). It
-//!   never reads the greenlet core, and nothing is recorded per switch.
+//!   `SEGV_MAPERR` (guard regions) as with `SEGV_ACCERR` (guard pages), and
+//!   as with the `SIGBUS` that macOS may raise for a guard page instead
+//!   (which of the two it raises has differed between releases and CPUs;
+//!   Rust's std handles both there too). It never reads the greenlet core,
+//!   and nothing is recorded per switch.
 //!   On a hit it writes the message with `write(2)` from a buffer on the
 //!   signal stack and calls `abort()`.
 //! * **Everything else is passed on unchanged** (src/stack/unix.rs): a handler

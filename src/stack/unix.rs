@@ -2,9 +2,21 @@
 //! mappings and their protections and advice, the guard-region probe's pipe,
 //! signal handlers, alternate signal stacks, and the signal-safe `write(2)`.
 //!
-//! Linux (and, for everything but guard regions, any Unix with `libc`). A port
-//! to another OS adds a sibling file with the same functions; nothing else in
-//! `src/stack/` calls the OS.
+//! Linux and macOS (and, for everything but guard regions, any Unix with
+//! `libc`). What differs between them is in this file, under
+//! `cfg(target_os = "linux")` and its negation, and nowhere else:
+//!
+//! | | Linux | macOS (and other Unixes) |
+//! | --- | --- | --- |
+//! | guard regions ([`install_guard`]) | `MADV_GUARD_INSTALL` (6.13+, probed) | none: `ENOTSUP`, so the probe picks `mprotect` guard pages |
+//! | `MAP_STACK` | yes (keeps THP out) | no such flag |
+//! | [`resident_pages`] (`mincore`) | bit 0 of each byte, other bits reserved | `MINCORE_INCORE` (bit 0) among other state bits (referenced, modified, paged out, ...) |
+//! | the probe's pipe ([`kernel_can_read`]) | `pipe2(O_CLOEXEC)` | `pipe` then `FD_CLOEXEC` |
+//! | `vm.max_map_count` ([`max_map_count`], [`mapping_count`]) | `/proc` | no such cap: `None` |
+//! | a guard-page fault | `SIGSEGV` | `SIGBUS` or `SIGSEGV`: both are handled on every Unix |
+//!
+//! A port to another OS family adds a sibling file with the same functions;
+//! nothing else in `src/stack/` calls the OS.
 
 use std::cell::Cell;
 use std::io;
@@ -16,6 +28,7 @@ use memmap2::{MmapMut, MmapOptions};
 
 /// `MADV_GUARD_INSTALL` (Linux 6.13): pages of the range fault on any access,
 /// without splitting the mapping. Not in every `libc` release yet.
+#[cfg(target_os = "linux")]
 const MADV_GUARD_INSTALL: libc::c_int = 102;
 
 /// The system page size, asked of the kernel (callers cache it).
@@ -42,6 +55,13 @@ pub(crate) fn map_region(len: usize) -> io::Result<MmapMut> {
         .map_anon()
 }
 
+/// `MAP_STACK` where the OS has it (Linux: it keeps transparent huge pages
+/// out); macOS has no such flag and needs none.
+#[cfg(target_os = "linux")]
+const MAP_STACK: libc::c_int = libc::MAP_STACK;
+#[cfg(not(target_os = "linux"))]
+const MAP_STACK: libc::c_int = 0;
+
 /// A fresh private anonymous read-write mapping of `len` bytes, reserved
 /// lazily, for memory the stack layer owns by hand (one-stack mappings and
 /// signal stacks). Returns its start, or the OS error as is.
@@ -52,7 +72,7 @@ pub(crate) fn map_stack_memory(len: usize) -> io::Result<usize> {
             ptr::null_mut(),
             len,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | MAP_STACK,
             -1,
             0,
         )
@@ -91,9 +111,14 @@ pub(crate) unsafe fn protect_none(start: usize, len: usize) -> io::Result<()> {
 /// Ok means only that the kernel accepted the advice: an emulator may accept
 /// and ignore it, which is why the probe checks that a guard faults.
 ///
+/// Other systems (macOS) have no guard regions: `ENOTSUP` at once, so the
+/// probe settles on `mprotect` guard pages
+/// ([`GuardFallback::Refused`](crate::stack::GuardFallback::Refused)).
+///
 /// # Safety
 /// The range must lie in a mapping this layer owns, with nothing in use there
 /// (installing zaps populated pages).
+#[cfg(target_os = "linux")]
 pub(crate) unsafe fn install_guard(start: usize, len: usize) -> io::Result<()> {
     // SAFETY: per the contract; advice on our own range.
     let rc = unsafe { libc::madvise(start as *mut libc::c_void, len, MADV_GUARD_INSTALL) };
@@ -103,9 +128,20 @@ pub(crate) unsafe fn install_guard(start: usize, len: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// See the Linux version above: no guard regions here.
+///
+/// # Safety
+/// None needed (nothing is done); kept `unsafe` to match the Linux version.
+#[cfg(not(target_os = "linux"))]
+pub(crate) unsafe fn install_guard(_start: usize, _len: usize) -> io::Result<()> {
+    Err(io::Error::from_raw_os_error(libc::ENOTSUP))
+}
+
 /// Gives the memory of `[start, start + len)` back to the kernel
-/// (`MADV_DONTNEED`): the next touch reads zeros. Guard regions stay.
-/// Advice only: a refusal (an mlocked mapping) just keeps the memory.
+/// (`MADV_DONTNEED`): on Linux the next touch reads zeros. Guard regions stay.
+/// Advice only: a refusal (an mlocked mapping) just keeps the memory. (Used
+/// for the slots of guard-region mappings, which only Linux has; elsewhere
+/// `MADV_DONTNEED` may leave the old contents, which no caller reads.)
 ///
 /// # Safety
 /// The range must lie in a mapping this layer owns, and nothing may use its
@@ -115,8 +151,19 @@ pub(crate) unsafe fn discard(start: usize, len: usize) {
     unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
 }
 
+/// The bit of a `mincore` vector byte that says "resident". Linux sets bit 0
+/// and reserves the others; macOS sets `MINCORE_INCORE` (also bit 0) beside
+/// bits of its own (`MINCORE_REFERENCED`, `MINCORE_MODIFIED`,
+/// `MINCORE_PAGED_OUT`, ...), so a whole byte that is not zero does not mean
+/// resident there.
+#[cfg(target_vendor = "apple")]
+const RESIDENT: u8 = libc::MINCORE_INCORE as u8;
+#[cfg(not(target_vendor = "apple"))]
+const RESIDENT: u8 = 1;
+
 /// Which pages of `[start, start + resident.len() pages)` are resident
-/// (`mincore`: reads page tables only, touches no memory). Bit 0 of each byte.
+/// (`mincore`: reads page tables only, touches no memory): each byte is set to
+/// 1 for a resident page and 0 for any other, whatever the OS's vector format.
 ///
 /// # Safety
 /// `start` must be page-aligned and the range mapped.
@@ -134,7 +181,9 @@ pub(crate) unsafe fn resident_pages(start: usize, resident: &mut [u8]) -> io::Re
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    resident.copy_from_slice(&written[..resident.len()]);
+    for (out, byte) in resident.iter_mut().zip(&written) {
+        *out = u8::from(byte & RESIDENT != 0);
+    }
     Ok(())
 }
 
@@ -142,11 +191,7 @@ pub(crate) unsafe fn resident_pages(start: usize, resident: &mut [u8]) -> io::Re
 /// fresh pipe succeeds, or fails with `EFAULT`. The kernel's own access never
 /// raises a signal in the caller, so this tests a guard without crashing.
 pub(crate) fn kernel_can_read(address: usize) -> io::Result<bool> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: `fds` has room for the two descriptors.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let fds = cloexec_pipe()?;
     // SAFETY: write reads one byte at `address` in the kernel: an inaccessible
     // address gives EFAULT, not a signal. The pipe is ours and empty.
     let written = unsafe { libc::write(fds[1], address as *const libc::c_void, 1) };
@@ -163,7 +208,38 @@ pub(crate) fn kernel_can_read(address: usize) -> io::Result<bool> {
     }
 }
 
+/// A pipe whose two descriptors are close-on-exec, so that a child started
+/// meanwhile by another thread does not inherit them.
+#[cfg(target_os = "linux")]
+fn cloexec_pipe() -> io::Result<[libc::c_int; 2]> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fds)
+}
+
+/// The same without `pipe2` (macOS has none): `pipe`, then `FD_CLOEXEC` on
+/// each end (a child forked in between could inherit them: harmless for the
+/// probe's empty pipe, which is closed at once).
+#[cfg(not(target_os = "linux"))]
+fn cloexec_pipe() -> io::Result<[libc::c_int; 2]> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for fd in fds {
+        // SAFETY: a descriptor we just made; F_SETFD changes only its flags.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(fds)
+}
+
 /// The kernel's cap on mappings per process (`vm.max_map_count`), if readable.
+/// Only Linux has one; elsewhere `None`.
+#[cfg(target_os = "linux")]
 pub(crate) fn max_map_count() -> Option<usize> {
     std::fs::read_to_string("/proc/sys/vm/max_map_count")
         .ok()?
@@ -173,9 +249,23 @@ pub(crate) fn max_map_count() -> Option<usize> {
 }
 
 /// How many mappings this process has now, if `/proc` can say.
+#[cfg(target_os = "linux")]
 pub(crate) fn mapping_count() -> Option<usize> {
     let maps = std::fs::read("/proc/self/maps").ok()?;
     Some(maps.iter().filter(|&&b| b == b'\n').count())
+}
+
+/// No `vm.max_map_count` outside Linux (macOS has no such per-process cap):
+/// `mmap` alone decides how many stacks can be had.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn max_map_count() -> Option<usize> {
+    None
+}
+
+/// Not asked outside Linux, where [`max_map_count`] is `None`.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn mapping_count() -> Option<usize> {
+    None
 }
 
 // ---- signals ----------------------------------------------------------------

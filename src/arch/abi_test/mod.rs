@@ -42,6 +42,23 @@
 use crate::arch::bare::ScratchStack;
 use crate::arch::{self, Transfer};
 
+/// The name a `global_asm!` probe defines for a symbol that Rust declares as
+/// `name`: Mach-O puts a `_` in front of C names (rustc adds it to the names
+/// it declares, but not to the labels an assembly block writes).
+#[cfg(target_vendor = "apple")]
+macro_rules! c_symbol {
+    ($name:literal) => {
+        concat!("_", $name)
+    };
+}
+/// See the Apple version: ELF names are as written.
+#[cfg(not(target_vendor = "apple"))]
+macro_rules! c_symbol {
+    ($name:literal) => {
+        $name
+    };
+}
+
 #[cfg_attr(target_arch = "x86_64", path = "x86_64.rs")]
 #[cfg_attr(target_arch = "x86", path = "x86.rs")]
 #[cfg_attr(target_arch = "aarch64", path = "aarch64.rs")]

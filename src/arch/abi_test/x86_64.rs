@@ -13,9 +13,9 @@ pub const OTHER_STATE: &[(&str, u64)] = &[];
 
 std::arch::global_asm!(
     ".text",
-    ".globl greenlet_abi_probe",
+    concat!(".globl ", c_symbol!("greenlet_abi_probe")),
     ".p2align 4",
-    "greenlet_abi_probe:",
+    concat!(c_symbol!("greenlet_abi_probe"), ":"),
     // rdi = body, rsi = ctx, rdx = out
     "push %rbp",
     "push %rbx",
@@ -61,9 +61,9 @@ std::arch::global_asm!(
     "pop %rbp",
     "ret",
     "",
-    ".globl greenlet_abi_clobber",
+    concat!(".globl ", c_symbol!("greenlet_abi_clobber")),
     ".p2align 4",
-    "greenlet_abi_clobber:",
+    concat!(c_symbol!("greenlet_abi_clobber"), ":"),
     // rdi = body, rsi = ctx
     "mov %rdi, %rax",
     "mov %rsi, %rdi",

@@ -1,6 +1,6 @@
 //! Compiles the one assembly file for the target CPU family (`asm/<arch>.S`).
 //!
-//! The three exported symbols carry the crate version in their names so that two
+//! The exported symbols carry the crate version in their names so that two
 //! versions of this crate linked into one program never collide; `src/arch/mod.rs`
 //! builds the same names from the same environment variables. With the cargo
 //! feature `fp-control` the file is assembled with `GREENLET_FP_CONTROL`
@@ -32,22 +32,31 @@ fn main() {
         env("CARGO_PKG_VERSION_MINOR"),
         env("CARGO_PKG_VERSION_PATCH")
     );
+    // Mach-O names carry a leading underscore; rustc adds it to the names the
+    // Rust side declares, so the assembler is given it here.
+    let vendor = std::env::var("CARGO_CFG_TARGET_VENDOR").unwrap_or_default();
+    let prefix = if vendor == "apple" { "_" } else { "" };
+    println!("cargo:rerun-if-changed=asm/platform.h");
     let mut build = cc::Build::new();
-    build.file(&file);
+    build.file(&file).include("asm");
     if std::env::var_os("CARGO_FEATURE_FP_CONTROL").is_some() {
         build.define("GREENLET_FP_CONTROL", None);
     }
-    build
-        .define(
-            "GREENLET_SWITCH",
-            format!("greenlet_{version}_switch").as_str(),
-        )
-        .define("GREENLET_INIT", format!("greenlet_{version}_init").as_str())
-        .define(
-            "GREENLET_ENTRY",
-            format!("greenlet_{version}_entry").as_str(),
-        )
-        .compile("greenlet_switch");
+    for (macro_name, routine) in [
+        ("GREENLET_RESUME", "resume"),
+        ("GREENLET_YIELD", "yield"),
+        ("GREENLET_INIT", "init"),
+        ("GREENLET_ENTRY", "entry"),
+        // The one-entry switch of the files not yet ported to the RESUME/YIELD
+        // pair (src/arch/legacy.rs).
+        ("GREENLET_SWITCH", "switch"),
+    ] {
+        build.define(
+            macro_name,
+            format!("{prefix}greenlet_{version}_{routine}").as_str(),
+        );
+    }
+    build.compile("greenlet_switch");
 }
 
 fn env(name: &str) -> String {

@@ -1,9 +1,11 @@
 //! The bare switch with no greenlet around it: two contexts bouncing a word
-//! back and forth on a scratch stack. It is the floor under every greenlet
-//! switch, which the benchmarks set beside the whole round trip
-//! (`benches/switch.rs`), and the ABI test's stack.
+//! back and forth on a scratch stack, main entering by RESUME and the other
+//! side returning by YIELD, the pair the greenlet layer uses for parent/child
+//! ping-pong. It is the floor under every greenlet switch, which the
+//! benchmarks set beside the whole round trip (`benches/switch.rs`), and the
+//! ABI test's stack.
 
-use super::{init_stack, switch};
+use super::{init_stack, resume, yield_to, Transfer};
 
 /// Heap memory used as a stack by the bare switch and the ABI test: no guard,
 /// no pool, nothing but 16-aligned bytes that this module owns.
@@ -37,15 +39,29 @@ struct Pair {
     other_sp: *mut u8,
 }
 
-unsafe extern "C" fn bounce(transfer: usize, arg: usize) -> ! {
+unsafe extern "C" fn bounce(a: usize, _: usize, _: usize, arg: usize) -> ! {
     let pair = arg as *mut Pair;
-    let mut word = transfer;
+    let mut word = a;
     loop {
         // SAFETY: `pair` outlives the ping-pong (see round_trips); main's
         // stack pointer was stored by the switch that resumed us, and main
-        // has not been resumed since.
-        word = unsafe { switch(&mut (*pair).other_sp, (*pair).main_sp, word) };
+        // has not been resumed since. Main waits in a RESUME: YIELD pairs it.
+        let got = unsafe {
+            yield_to(
+                &mut (*pair).other_sp,
+                (*pair).main_sp,
+                &Transfer::new(word, 0, 0),
+            )
+        };
+        word = word_of(&got);
     }
+}
+
+/// The first word of words that a switch handed over (always initialised:
+/// they came in registers).
+fn word_of(t: &Transfer) -> usize {
+    // SAFETY: words received from a switch are initialised.
+    unsafe { t.words[0].assume_init() }
 }
 
 /// Runs `n` bare round trips (two switches each) and returns the last word
@@ -66,13 +82,14 @@ pub fn round_trips(n: u64) -> usize {
         // or the frame it saved when it switched back to us; either way it is
         // suspended and not resumed since. `pair` and the stack outlive the
         // loop. The first switch only starts the bouncer.
-        word = unsafe {
-            switch(
+        let got = unsafe {
+            resume(
                 &mut pair.main_sp,
                 pair.other_sp,
-                std::hint::black_box(i as usize),
+                &Transfer::new(std::hint::black_box(i as usize), 0, 0),
             )
         };
+        word = word_of(&got);
     }
     // The bouncer stays suspended on `stack` for good: it holds nothing that
     // needs dropping, and its memory is simply freed with the stack below.

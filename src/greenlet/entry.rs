@@ -10,31 +10,33 @@ use std::mem::MaybeUninit;
 use std::panic::{self, AssertUnwindSafe};
 
 use super::object::{first_live, Inner, State};
-use super::switch::{death_by_panic, leave, resumed_message, Message, Record, SLOW};
+use super::switch::{death_by_panic, is_value, leave, resumed_message, Message, Record};
 use super::thread;
 use super::value::Value;
+use crate::arch::Transfer;
 use crate::stack::{self, sanitizer::FakeStack};
 
-/// The first Rust frame on every greenlet stack, called by the trampoline
-/// with the word of the first switch into the greenlet and the address of its
-/// closure (a `F` at the top of its stack).
+/// The first Rust frame on every greenlet stack, entered by the trampoline
+/// with the words of the first switch into the greenlet and the address of
+/// its closure (a `F` at the top of its stack).
 ///
 /// # Safety
 /// Only the trampoline calls this, through the initial frame `Builder::spawn`
 /// made for a closure of type `F`.
-pub(crate) unsafe extern "C" fn entry<F, R>(word: usize, closure: usize) -> !
+pub(crate) unsafe extern "C" fn entry<F, R>(a: usize, b: usize, c: usize, closure: usize) -> !
 where
     F: FnOnce(Value) -> R + 'static,
     R: 'static,
 {
     let me = thread::current_unchecked();
     let mut fake = FakeStack::fresh();
-    let message = if word & (SLOW | super::switch::INTROSPECT) == 0 {
-        // SAFETY: an untagged word from the switch that started us.
-        Message::Value(unsafe { Record::take_value(word) })
+    let got = Transfer::new(a, b, c);
+    let message = if is_value(&got) {
+        // SAFETY: untagged words from the switch that started us: a value.
+        Message::Value(unsafe { Value::from_transfer(got) })
     } else {
-        // SAFETY: the word of the switch that started us, not read before.
-        unsafe { resumed_message(word, &mut fake) }
+        // SAFETY: the words of the switch that started us, not read before.
+        unsafe { resumed_message(got, &mut fake) }
     };
     // SAFETY: the running greenlet is live. Started: the closure is ours now.
     unsafe { (*me).closure.set(None) };
@@ -90,12 +92,12 @@ unsafe fn die_returning(me: *const Inner, result: Value) -> ! {
         if let Some(own) = inner.stack.take() {
             match stack::pool(own) {
                 Ok(()) => {
-                    let (parent, slot) = mark_dead(inner);
-                    // SAFETY: as in `die`; only the value is written: a
-                    // fast record.
-                    unsafe { Record::write_value(slot, result) };
+                    let (parent, _) = mark_dead(inner);
+                    // The value goes in registers: nothing is left on this
+                    // stack for the resumed side to read.
+                    let send = result.into_transfer();
                     // SAFETY: as in `die`.
-                    unsafe { leave(me, parent, slot as usize, None) };
+                    unsafe { leave(me, parent, &send, None) };
                     unreachable!("greenlet invariant: a dead greenlet is never resumed")
                 }
                 Err(own) => inner.stack.set(Some(own)),
@@ -138,7 +140,7 @@ unsafe fn die(me: *const Inner, outcome: Message) -> ! {
     // SAFETY: `me` is marked dead; `parent` is live and, being an ancestor of
     // the running greenlet, not running, and not dead (first_live). The slot
     // stays in place for the thread's lifetime. Nothing resumes us again.
-    unsafe { leave(me, parent, slot as usize | SLOW, None) };
+    unsafe { leave(me, parent, &Record::words(slot), None) };
     unreachable!("greenlet invariant: a dead greenlet is never resumed")
 }
 

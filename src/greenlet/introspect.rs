@@ -15,7 +15,7 @@ use std::backtrace::Backtrace;
 use super::object::{Inner, State};
 use super::switch::INTROSPECT;
 use super::thread;
-use crate::arch;
+use crate::arch::{self, Transfer};
 use crate::stack::{sanitizer, sanitizer::FakeStack, GuardMode};
 
 /// Lives on the requester's stack while the target captures its backtrace.
@@ -52,31 +52,32 @@ pub(crate) fn backtrace(target: *const Inner) -> Option<Backtrace> {
     // `tgt.sp` is the frame the target saved when it was suspended. The word
     // is our request, tagged; `answer` switches back with 0 before we return,
     // so the request outlives its use. Nothing here unwinds.
-    let word = unsafe {
-        arch::switch(
-            cur.sp.as_ptr(),
-            tgt.sp.get(),
-            (&mut request as *mut Request as usize) | INTROSPECT,
-        )
-    };
+    // RESUME, and YIELD back in `answer`: a pair the predictor follows, and
+    // neither side's `resumer` changes (an introspection is not a switch).
+    let send = Transfer::new(0, 0, (&mut request as *mut Request as usize) | INTROSPECT);
+    let got = unsafe { arch::resume(cur.sp.as_ptr(), tgt.sp.get(), &send) };
     sanitizer::finish_switch(&fake, tgt.stack_bounds().is_none());
     thread::set_current(current);
     tgt.state.set(State::Suspended);
     cur.state.set(State::Running);
-    debug_assert_eq!(word, 0, "an introspection request is answered with 0");
+    debug_assert_eq!(
+        got.tag_word(),
+        0,
+        "an introspection request is answered with 0"
+    );
     request.result
 }
 
 /// Answers the introspection request `word` on the stack of `me` (which
 /// received it in its pending switch) and switches back to the requester;
-/// returns the word `me` is resumed with next.
+/// returns the words `me` is resumed with next.
 ///
 /// # Safety
 /// `word` must be a tagged request that `me`'s pending switch received, and
 /// `fake` what `me` keeps for the sanitizer across its switches.
 #[cold]
 #[inline(never)]
-pub(crate) unsafe fn answer(word: usize, me: *const Inner, fake: &mut FakeStack) -> usize {
+pub(crate) unsafe fn answer(word: usize, me: *const Inner, fake: &mut FakeStack) -> Transfer {
     let request = (word & !INTROSPECT) as *mut Request;
     // Nothing may unwind out of here: it would unwind into the suspended
     // code of this greenlet while the requester waits forever. Capturing
@@ -96,7 +97,13 @@ pub(crate) unsafe fn answer(word: usize, me: *const Inner, fake: &mut FakeStack)
     // and is not resumed by anyone else meanwhile; `me.sp` is where the next
     // switch to us (another request, or a real switch) reads ours. The
     // requester restores CURRENT and both states itself.
-    unsafe { arch::switch((*me).sp.as_ptr(), requester.sp.get(), 0) }
+    unsafe {
+        arch::yield_to(
+            (*me).sp.as_ptr(),
+            requester.sp.get(),
+            &Transfer::new(0, 0, 0),
+        )
+    }
 }
 
 /// The greenlet that sent the introspection request `word`.

@@ -56,6 +56,10 @@ pub(crate) struct Closure {
 pub(crate) struct Inner {
     /// Saved stack pointer while suspended (the initial frame if unstarted).
     pub(crate) sp: Cell<*mut u8>,
+    /// The greenlet whose RESUME into this one is still pending, if it is the
+    /// last one that switched here: a switch back to it goes through YIELD,
+    /// whose return the CPU then predicts (SPEC §5). Compared, never followed.
+    pub(crate) resumer: Cell<*const Inner>,
     pub(crate) strong: Cell<usize>,
     pub(crate) state: Cell<State>,
     is_main: bool,
@@ -82,6 +86,7 @@ impl Inner {
     pub(crate) fn unstarted(parent: Greenlet, stack: Stack, closure: Closure) -> Inner {
         Inner {
             sp: Cell::new(ptr::null_mut()),
+            resumer: Cell::new(ptr::null()),
             strong: Cell::new(1),
             state: Cell::new(State::Unstarted),
             is_main: false,
@@ -103,6 +108,7 @@ impl Inner {
         unsafe {
             object.write(Inner {
                 sp: Cell::new(ptr::null_mut()),
+                resumer: Cell::new(ptr::null()),
                 strong: Cell::new(1),
                 state: Cell::new(State::Running),
                 is_main: true,

@@ -1,18 +1,25 @@
 //! Moving control between greenlets: the switch, its fast path, and the slow
 //! path that handles everything rare (SPEC §4).
 //!
-//! A switch hands the resumed side one word: the address of a [`Record`] on
-//! the suspended side's stack (which cannot change while it is suspended),
-//! with two tag bits below it (records are word-aligned):
+//! A switch hands the resumed side three words in registers
+//! ([`arch::Transfer`]). The third says what they are, by two tag bits below
+//! an address that is at least 4-aligned:
 //!
-//! * no tag: the fast path. The record holds just a [`Value`]; the resumed side
-//!   moves it out and returns it. Nothing else happened.
-//! * [`SLOW`]: the record also says who switched, whether it died, and whether
-//!   the value is a thrown payload. The resumed side does the bookkeeping
-//!   ([`resumed_message`]): recycle a dead origin's stack, call the tracer,
-//!   raise a throw, release or kill an origin nobody holds any more.
+//! * no tag: the fast path. The words are a [`Value`] (its two slot words and
+//!   its type descriptor); the resumed side rebuilds it and returns it.
+//!   Nothing else happened.
+//! * [`SLOW`]: the third word is the address of a [`Record`] on the suspended
+//!   side's stack (which cannot change while it is suspended) that also says
+//!   who switched, whether it died, and whether the value is a thrown payload.
+//!   The resumed side does the bookkeeping ([`resumed_message`]): recycle a
+//!   dead origin's stack, call the tracer, raise a throw, release or kill an
+//!   origin nobody holds any more.
 //! * [`INTROSPECT`]: not a switch at all but an introspection request
 //!   (`introspect.rs`), answered on this stack before waiting again.
+//!
+//! Which entry of the assembly a switch uses ([`arch_switch`]): YIELD when
+//! the target is the greenlet whose RESUME into the current one is still
+//! pending, RESUME otherwise (SPEC §5).
 //!
 //! The fast path ([`switch_value`]) is taken when a value goes to an unstarted
 //! or suspended greenlet, the thread has no "slow path wanted" flag (no
@@ -34,7 +41,7 @@ use super::object::{first_live, Inner, State};
 use super::trace::Event;
 use super::value::Value;
 use super::{entry, introspect, thread, trace};
-use crate::arch;
+use crate::arch::{self, Transfer};
 use crate::stack::{self, sanitizer, sanitizer::FakeStack};
 
 /// Tag: the word is an introspection request, not a switch.
@@ -60,12 +67,12 @@ impl Message {
     }
 }
 
-/// Lives on the stack of the side being suspended (or, for a death, in a
-/// per-thread slot), for the resumed side to read exactly once.
+/// A slow switch's message: lives on the stack of the side being suspended
+/// (or, for a death, in a per-thread slot), for the resumed side to read
+/// exactly once.
 pub(crate) struct Record {
-    /// The value: the fast path writes only this.
+    /// The value, unless `extra.payload` is a throw.
     value: MaybeUninit<Value>,
-    /// Written by the slow path only (the [`SLOW`] tag says so).
     extra: MaybeUninit<Extra>,
 }
 
@@ -82,14 +89,6 @@ struct Extra {
 const _: () = assert!(std::mem::align_of::<Record>() >= 4);
 
 impl Record {
-    #[inline(always)]
-    pub(crate) fn fast(value: Value) -> Record {
-        Record {
-            value: MaybeUninit::new(value),
-            extra: MaybeUninit::uninit(),
-        }
-    }
-
     pub(crate) fn slow(message: Message, origin: *const Inner, died: bool) -> Record {
         let (value, payload) = match message {
             Message::Value(v) => (MaybeUninit::new(v), None),
@@ -105,26 +104,42 @@ impl Record {
         }
     }
 
-    /// Writes a fast-path record: just the value.
-    ///
-    /// # Safety
-    /// `record` must be valid for writes, and hold nothing that needs dropping.
+    /// The words that send the record at `record`, tagged [`SLOW`].
     #[inline(always)]
-    pub(crate) unsafe fn write_value(record: *mut Record, value: Value) {
-        // SAFETY: per the contract; the other field stays uninitialised.
-        unsafe { std::ptr::addr_of_mut!((*record).value).write(MaybeUninit::new(value)) }
+    pub(crate) fn words(record: *const Record) -> Transfer {
+        Transfer::new(0, 0, record as usize | SLOW)
     }
+}
 
-    /// Moves the value out of a fast-path record.
-    ///
-    /// # Safety
-    /// `word` must be an untagged transfer word not read before.
-    #[inline(always)]
-    pub(crate) unsafe fn take_value(word: usize) -> Value {
-        // SAFETY: an untagged word is the address of a fast-path record, whose
-        // value is initialised; it is moved out exactly once (the record is
-        // never dropped: its fields are MaybeUninit).
-        unsafe { (*(word as *const Record)).value.assume_init_read() }
+/// Is `t` a plain value, the fast path's words?
+#[inline(always)]
+pub(crate) fn is_value(t: &Transfer) -> bool {
+    t.tag_word() & TAGS == 0
+}
+
+/// Suspends `cur` and resumes `tgt` with `send`, through YIELD when `tgt` is
+/// the greenlet whose RESUME into `cur` is still pending, else through RESUME
+/// (which makes `cur` that greenlet for `tgt`). Returns the words `cur` is
+/// resumed with.
+///
+/// # Safety
+/// `cur` must be the running greenlet's object, already marked suspended or
+/// dead, `tgt` a resumable one of this thread, already marked running and
+/// current; `send` must stay readable until the switch is made, and nothing
+/// may unwind across it.
+#[inline(always)]
+pub(crate) unsafe fn arch_switch(cur: &Inner, tgt: &Inner, send: &Transfer) -> Transfer {
+    let (save_sp, load_sp) = (cur.sp.as_ptr(), tgt.sp.get());
+    if std::ptr::eq(cur.resumer.get(), tgt) {
+        cur.resumer.set(std::ptr::null());
+        // SAFETY: `save_sp` is where whoever resumes `cur` reads its stack
+        // pointer; `load_sp` the frame `tgt` saved when it was suspended, or
+        // its initial frame (it is resumable). Forwarded otherwise.
+        unsafe { arch::yield_to(save_sp, load_sp, send) }
+    } else {
+        tgt.resumer.set(cur);
+        // SAFETY: as above.
+        unsafe { arch::resume(save_sp, load_sp, send) }
     }
 }
 
@@ -149,24 +164,20 @@ pub(crate) fn switch_value(target: *const Inner, value: Value) -> Value {
         // A greenlet left without a handle must be released or killed by the
         // side it switches to: the slow path does that.
         if cur.strong.get() != 0 {
-            let record = Record::fast(value);
+            let send = value.into_transfer();
             cur.state.set(State::Suspended);
             tgt.state.set(State::Running);
             thread::set_current(target);
-            // SAFETY: `cur` is running and `cur.sp` is where whoever resumes
-            // it reads its stack pointer; `tgt.sp` is the frame `tgt` saved
-            // when it was suspended, or its initial frame (it is resumable,
-            // so not running, not dead). The record stays on this frame while
-            // we are suspended, and nothing here unwinds.
-            let word = unsafe {
-                arch::switch(cur.sp.as_ptr(), tgt.sp.get(), &record as *const _ as usize)
-            };
-            if word & TAGS == 0 {
-                // SAFETY: an untagged word from whoever resumed us.
-                return unsafe { Record::take_value(word) };
+            // SAFETY: `cur` is running, now marked suspended; `tgt` is
+            // resumable (not running, not dead), now running and current.
+            // Nothing here unwinds.
+            let got = unsafe { arch_switch(cur, tgt, &send) };
+            if is_value(&got) {
+                // SAFETY: untagged words from whoever resumed us: a value.
+                return unsafe { Value::from_transfer(got) };
             }
-            // SAFETY: the word our pending switch was resumed with.
-            return deliver(unsafe { resumed_message(word, &mut FakeStack::fresh()) });
+            // SAFETY: the words our pending switch was resumed with.
+            return deliver(unsafe { resumed_message(got, &mut FakeStack::fresh()) });
         }
     }
     switch_slow(target, Message::Value(value))
@@ -192,44 +203,37 @@ pub(crate) fn switch_slow(target: *const Inner, mut message: Message) -> Value {
     // (first_live), not running (only `current` runs).
     unsafe { (*current).state.set(State::Suspended) };
     // SAFETY: as above; the record stays on this frame while we are suspended.
-    let word = unsafe {
-        leave(
-            current,
-            live,
-            &record as *const _ as usize | SLOW,
-            Some(&mut fake),
-        )
-    };
-    // SAFETY: the word our pending switch was resumed with.
-    deliver(unsafe { resumed_message(word, &mut fake) })
+    let got = unsafe { leave(current, live, &Record::words(&record), Some(&mut fake)) };
+    // SAFETY: the words our pending switch was resumed with.
+    deliver(unsafe { resumed_message(got, &mut fake) })
 }
 
 /// The last steps of a slow switch or a death: tells the sanitizer, makes
-/// `target` the running greenlet and switches to it. Returns the word we are
-/// resumed with (never, for a death).
+/// `target` the running greenlet and switches to it. Returns the words we
+/// are resumed with (never, for a death).
 ///
 /// # Safety
 /// `current` must be the running greenlet, already marked suspended or dead,
-/// and `target` a resumable greenlet of this thread; `word` must stay valid
-/// until the resumed side has read it.
+/// and `target` a resumable greenlet of this thread; what `send` points at
+/// (a record, for a slow switch) must stay valid until the resumed side has
+/// read it.
 #[inline(always)]
 pub(crate) unsafe fn leave(
     current: *const Inner,
     target: *const Inner,
-    word: usize,
+    send: &Transfer,
     fake: Option<&mut FakeStack>,
-) -> usize {
+) -> Transfer {
     // SAFETY: both are live per the contract.
     let (cur, tgt) = unsafe { (&*current, &*target) };
     let bounds = tgt.stack_bounds();
     tgt.state.set(State::Running);
     thread::set_current(target);
-    let (save_sp, load_sp) = (cur.sp.as_ptr(), tgt.sp.get());
     // Last before the switch: for a dying greenlet this frees its fake stack
     // under AddressSanitizer, and nothing may use that stack afterwards.
     sanitizer::start_switch(fake, bounds);
     // SAFETY: per the contract; see switch_value.
-    unsafe { arch::switch(save_sp, load_sp, word) }
+    unsafe { arch_switch(cur, tgt, send) }
 }
 
 /// A switch or throw into a dead greenlet goes to its first live ancestor
@@ -262,27 +266,28 @@ pub(crate) fn death_by_panic(payload: Box<dyn Any + Send>) -> Message {
 /// the origin last (dropping it can kill it, SPEC S10, which switches again).
 ///
 /// # Safety
-/// `word` must be what the pending switch of the running greenlet (which
+/// `got` must be what the pending switch of the running greenlet (which
 /// suspended with `fake`, or is starting) was resumed with, not read before.
 #[cold]
 #[inline(never)]
-pub(crate) unsafe fn resumed_message(mut word: usize, fake: &mut FakeStack) -> Message {
+pub(crate) unsafe fn resumed_message(mut got: Transfer, fake: &mut FakeStack) -> Message {
     loop {
         if sanitizer::ACTIVE {
-            // SAFETY: forwarded: an unread word, request or slow record.
-            let origin = unsafe { origin_of(word) };
+            // SAFETY: forwarded: unread words, a request or a slow record.
+            let origin = unsafe { origin_of(got.tag_word()) };
             // SAFETY: the origin is live (it just switched here).
             sanitizer::finish_switch(fake, unsafe { (*origin).stack_bounds() }.is_none());
         }
-        if word & INTROSPECT == 0 {
+        if got.tag_word() & INTROSPECT == 0 {
             break;
         }
         // SAFETY: forwarded; the running greenlet is the one asked.
-        word = unsafe { introspect::answer(word, thread::current_unchecked(), fake) };
+        got = unsafe { introspect::answer(got.tag_word(), thread::current_unchecked(), fake) };
     }
+    let word = got.tag_word();
     if word & SLOW == 0 {
-        // SAFETY: an untagged word.
-        return Message::Value(unsafe { Record::take_value(word) });
+        // SAFETY: untagged words: a value.
+        return Message::Value(unsafe { Value::from_transfer(got) });
     }
     let record = (word & !TAGS) as *const Record;
     // SAFETY: a SLOW record has its extra fields, and its value unless it is

@@ -9,6 +9,8 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{self, ManuallyDrop, MaybeUninit};
 
+use crate::arch::Transfer;
+
 /// Two machine words, in `u64` units so that the slot is aligned for `u64` on
 /// 32-bit CPUs too: there `u64`, `i64` and `f64` are two words but may be
 /// 8-aligned (armv7), and S12 wants them inline.
@@ -257,6 +259,48 @@ impl Value {
     /// ```
     pub fn type_name(&self) -> &'static str {
         (self.vtable.type_name)()
+    }
+}
+
+impl Value {
+    /// The value as a switch's three words: the slot's two words, then the
+    /// type descriptor's address, which is at least 4-aligned, so its two low
+    /// bits are free for the switch's tags (always zero here). Ownership goes
+    /// with the words: exactly one [`Value::from_transfer`] must take it back.
+    #[inline(always)]
+    pub(crate) fn into_transfer(self) -> Transfer {
+        let this = ManuallyDrop::new(self);
+        const _: () = assert!(mem::size_of::<Inline>() == 2 * mem::size_of::<usize>());
+        const _: () = assert!(mem::align_of::<VTable>() >= 4);
+        let mut words = [MaybeUninit::<usize>::uninit(); 3];
+        // SAFETY: the slot is exactly two words; copying it as MaybeUninit
+        // keeps every byte as it is (uninitialised padding, provenance).
+        unsafe {
+            words
+                .as_mut_ptr()
+                .cast::<Inline>()
+                .write_unaligned(this.slot)
+        };
+        words[2] = MaybeUninit::new(this.vtable as *const VTable as usize);
+        Transfer { words }
+    }
+
+    /// Takes back a value that [`Value::into_transfer`] made into words.
+    ///
+    /// # Safety
+    /// `t` must be the words of one `into_transfer` (as the switch handed them
+    /// over), not taken back before.
+    #[inline(always)]
+    pub(crate) unsafe fn from_transfer(t: Transfer) -> Value {
+        // SAFETY: per the contract the first two words are a slot and the
+        // third the address of a 'static VTable.
+        unsafe {
+            Value {
+                slot: t.words.as_ptr().cast::<Inline>().read_unaligned(),
+                vtable: &*(t.words[2].assume_init() as *const VTable),
+                _not_send: PhantomData,
+            }
+        }
     }
 }
 

@@ -1,37 +1,46 @@
 //! ABI test: every callee-saved register, integer and floating point, and the
-//! floating-point control state survive a switch, on each CPU family.
+//! floating-point control state survive a switch, on each CPU family,
+//! whichever entry each side uses.
 //!
-//! Compiled Rust code between two switches could mask an unsaved register (it
-//! saves what it uses), so this test drives the raw switch routine from
-//! assembly on both sides:
+//! Since the switch's `.S` saves only what `asm!` cannot name, and the call
+//! site declares everything else clobbered, what is tested is the pair: the
+//! routine and the clobber list of the real call site (`arch::resume`,
+//! `arch::yield_to`), which the compiler must honour by saving what the
+//! caller holds. Assembly drives both sides, so that no register is left to
+//! chance:
 //!
 //! ```text
-//!   probe (main stack)                      clobber (fresh greenlet stack)
+//!   probe (asm, main stack)                 clobber (asm, fresh stack)
 //!   save caller's registers
 //!   load pattern A into every
 //!     callee-saved register + FP control
-//!   switch ------------------------------>  load pattern B into the same registers
-//!                                           switch back
+//!   call probe_body (Rust):
+//!     one switch, RESUME or YIELD --------> load pattern B into the same
+//!                                           registers, call clobber_body (Rust):
+//!                                             one switch, RESUME or YIELD
 //!   <-------------------------------------
+//!   (probe_body returns)
 //!   store every register to `out`
 //!   restore caller's registers
 //! ```
 //!
-//! Any register the switch fails to save and restore comes back holding pattern
-//! B. A deliberately broken switch (the real one, with one register corrupted
-//! on the way back) proves the probe notices. The FP control state shows what
-//! each build keeps per greenlet: with `fp-control` the probe's control bits
-//! come back, without it the clobber's (the state belongs to the thread).
+//! Any register that neither the routine saves nor the call site declares
+//! comes back holding pattern B (or whatever the clobber side's Rust code left
+//! there). A call site with one register left out of its clobber list
+//! (`arch::resume_forgetting_one`) proves the probe notices. The FP control
+//! state shows what each build keeps per greenlet: with `fp-control` the
+//! probe's control bits come back, without it the clobber's (the state
+//! belongs to the thread).
 //!
-//! One file per CPU family holds its probe, clobber and broken switch, and
-//! names what the probe stores into `out`, in order: `INT_REGS` (each loaded
-//! with `a_int(k)`), `FP_REGS` (`a_fp(k)`; a 128-bit vector register takes two
+//! One file per CPU family holds its probe and clobber, and names what the
+//! probe stores into `out`, in order: `INT_REGS` (each loaded with
+//! `a_int(k)`), `FP_REGS` (`a_fp(k)`; a 128-bit vector register takes two
 //! slots), one slot of FP control state (`EXPECTED_FP_CONTROL`), then
 //! `OTHER_STATE`, callee-saved state that is neither (powerpc64's CR fields),
 //! each with the value the probe must find.
 
 use crate::arch::bare::ScratchStack;
-use crate::arch::{self, SwitchFn};
+use crate::arch::{self, Transfer};
 
 #[cfg_attr(target_arch = "x86_64", path = "x86_64.rs")]
 #[cfg_attr(target_arch = "x86", path = "x86.rs")]
@@ -46,9 +55,12 @@ mod probe;
 mod x86_fp_control;
 
 extern "C" {
-    fn greenlet_abi_probe(switch: SwitchFn, save: *mut *mut u8, load: *mut u8, out: *mut u64);
-    fn greenlet_abi_clobber(switch: SwitchFn, save: *mut *mut u8, probe_sp: *const *mut u8) -> !;
-    fn greenlet_abi_bad_switch(save: *mut *mut u8, load: *mut u8, transfer: usize) -> usize;
+    /// Saves the caller's callee-saved state, loads pattern A into it, calls
+    /// `body(ctx)`, stores every register to `out`, restores, returns.
+    fn greenlet_abi_probe(body: unsafe extern "C" fn(*mut Ctx), ctx: *mut Ctx, out: *mut u64);
+    /// Loads pattern B into every callee-saved register, then calls
+    /// `body(ctx)`, which never returns.
+    fn greenlet_abi_clobber(body: unsafe extern "C" fn(*mut Ctx) -> !, ctx: *mut Ctx) -> !;
 }
 
 /// Pattern the probe loads into the k-th integer register, cut to the
@@ -65,39 +77,92 @@ fn a_fp(k: usize) -> u64 {
     0x3FF0_0000_0000_0000 + (k as u64 + 1) * 0x1111
 }
 
-/// Both stack pointers of the round trip; the clobber side reads the probe's.
+/// Which call site a side switches with.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+enum Entry {
+    Resume,
+    Yield,
+    ResumeForgettingOne,
+}
+
+/// Both stack pointers of the round trip and the entry the clobber side
+/// switches back with (the assembly only passes its address on).
+#[repr(C)]
 struct Ctx {
     probe_sp: *mut u8,
     clobber_sp: *mut u8,
-    switch: SwitchFn,
+    back: Entry,
 }
 
-unsafe extern "C" fn clobber_entry(_transfer: usize, arg: usize) -> ! {
-    let ctx = arg as *mut Ctx;
-    // SAFETY: `ctx` outlives the round trip (the probe holds it); the probe's
-    // stack pointer has been stored by the time this runs, since the probe
-    // switched here.
-    unsafe { greenlet_abi_clobber((*ctx).switch, &mut (*ctx).clobber_sp, &(*ctx).probe_sp) }
+/// The probe's side of the switch, one function per call site: a function
+/// that held more than one site would save, in its prologue, every register
+/// any of them clobbers, and hide a site that forgets one.
+macro_rules! probe_body {
+    ($name:ident, $site:path) => {
+        /// Called by the probe with pattern A in every callee-saved register:
+        /// the switch to the clobber side, and the return once it is back.
+        unsafe extern "C" fn $name(ctx: *mut Ctx) {
+            // SAFETY: `ctx` outlives the round trip; `clobber_sp` is a fresh
+            // initial frame, never resumed.
+            unsafe {
+                $site(
+                    &mut (*ctx).probe_sp,
+                    (*ctx).clobber_sp,
+                    &Transfer::new(0, 0, 0),
+                )
+            };
+        }
+    };
+}
+probe_body!(probe_by_resume, arch::resume);
+probe_body!(probe_by_yield, arch::yield_to);
+probe_body!(probe_forgetting_one, arch::resume_forgetting_one);
+
+/// Called by the clobber with pattern B in every callee-saved register: the
+/// switch back to the probe. Nothing resumes this side again.
+unsafe extern "C" fn clobber_body(ctx: *mut Ctx) -> ! {
+    // SAFETY: `ctx` outlives the round trip; the probe's stack pointer was
+    // stored by the switch that started us, and it has not been resumed since.
+    unsafe {
+        let send = Transfer::new(0, 0, 0);
+        match (*ctx).back {
+            Entry::Resume => arch::resume(&mut (*ctx).clobber_sp, (*ctx).probe_sp, &send),
+            Entry::Yield => arch::yield_to(&mut (*ctx).clobber_sp, (*ctx).probe_sp, &send),
+            Entry::ResumeForgettingOne => unreachable!("only the probe forgets"),
+        }
+    };
+    unreachable!("the ABI test's clobber side is never resumed")
 }
 
-/// Runs probe -> clobber -> probe with `switch` and returns what the probe saw.
-fn round_trip(switch: SwitchFn) -> Vec<u64> {
+unsafe extern "C" fn clobber_entry(_: usize, _: usize, _: usize, ctx: usize) -> ! {
+    // SAFETY: `ctx` is the round trip's, alive until the probe returns.
+    unsafe { greenlet_abi_clobber(clobber_body, ctx as *mut Ctx) }
+}
+
+/// Runs probe -> clobber -> probe, switching there and back with the entries
+/// given, and returns what the probe saw.
+fn round_trip(there: Entry, back: Entry) -> Vec<u64> {
     let mut stack = ScratchStack::new(64 * 1024);
     let mut ctx = Box::new(Ctx {
         probe_sp: std::ptr::null_mut(),
         clobber_sp: std::ptr::null_mut(),
-        switch,
+        back,
     });
+    let body = match there {
+        Entry::Resume => probe_by_resume,
+        Entry::Yield => probe_by_yield,
+        Entry::ResumeForgettingOne => probe_forgetting_one,
+    };
     let ctx_ptr: *mut Ctx = &mut *ctx;
     // SAFETY: the stack is ours, fresh and 16-aligned at the top.
-    let start = unsafe { arch::init_stack(stack.top(), clobber_entry, ctx_ptr as usize) };
+    ctx.clobber_sp = unsafe { arch::init_stack(stack.top(), clobber_entry, ctx_ptr as usize) };
     let mut out =
         vec![0u64; probe::INT_REGS.len() + probe::FP_REGS.len() + 1 + probe::OTHER_STATE.len()];
-    // SAFETY: `start` is an initial frame never resumed; the clobber side
-    // switches straight back to the probe's saved stack pointer and is never
-    // resumed again (its stack is simply unmapped afterwards); `out` has room
-    // for every register the probe stores.
-    unsafe { greenlet_abi_probe(switch, &mut (*ctx_ptr).probe_sp, start, out.as_mut_ptr()) };
+    // SAFETY: the clobber side switches straight back to the probe and is
+    // never resumed again (its stack is simply freed afterwards); `out` has
+    // room for every register the probe stores.
+    unsafe { greenlet_abi_probe(body, ctx_ptr, out.as_mut_ptr()) };
     drop(stack);
     out
 }
@@ -141,22 +206,29 @@ fn mismatches(out: &[u64]) -> Vec<String> {
     bad
 }
 
+const PAIRS: [(Entry, Entry); 4] = [
+    (Entry::Resume, Entry::Yield),
+    (Entry::Resume, Entry::Resume),
+    (Entry::Yield, Entry::Resume),
+    (Entry::Yield, Entry::Yield),
+];
+
 #[test]
 fn every_callee_saved_register_survives_a_switch() {
-    let out = round_trip(arch::switch_fn());
-    let bad = mismatches(&out);
-    assert!(
-        bad.is_empty(),
-        "registers not preserved by the switch:\n{}",
-        bad.join("\n")
-    );
+    for (there, back) in PAIRS {
+        let bad = mismatches(&round_trip(there, back));
+        assert!(
+            bad.is_empty(),
+            "registers not preserved by a switch there by {there:?}, back by {back:?}:\n{}",
+            bad.join("\n")
+        );
+    }
 }
 
 #[test]
-fn the_probe_catches_a_switch_that_forgets_one_register() {
-    let out = round_trip(greenlet_abi_bad_switch);
-    let bad = mismatches(&out);
-    let forgotten = probe::FORGOTTEN;
+fn the_probe_catches_a_call_site_that_forgets_one_register() {
+    let forgotten = arch::FORGOTTEN_CLOBBER;
+    let bad = mismatches(&round_trip(Entry::ResumeForgettingOne, Entry::Yield));
     assert_eq!(
         bad.len(),
         1,
@@ -171,6 +243,8 @@ fn the_probe_catches_a_switch_that_forgets_one_register() {
 #[test]
 fn round_trips_repeat_on_fresh_stacks() {
     for _ in 0..50 {
-        assert!(mismatches(&round_trip(arch::switch_fn())).is_empty());
+        for (there, back) in PAIRS {
+            assert!(mismatches(&round_trip(there, back)).is_empty());
+        }
     }
 }

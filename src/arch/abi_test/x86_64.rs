@@ -10,15 +10,13 @@ pub use super::x86_fp_control::EXPECTED_FP_CONTROL;
 /// Other callee-saved state the probe stores after the FP control slot
 /// (powerpc64's CR fields): none here.
 pub const OTHER_STATE: &[(&str, u64)] = &[];
-/// The register that [`bad_switch`] forgets.
-pub const FORGOTTEN: &str = "r15";
 
 std::arch::global_asm!(
     ".text",
     ".globl greenlet_abi_probe",
     ".p2align 4",
     "greenlet_abi_probe:",
-    // rdi = switch fn, rsi = save slot, rdx = load sp, rcx = out
+    // rdi = body, rsi = ctx, rdx = out
     "push %rbp",
     "push %rbx",
     "push %r12",
@@ -28,11 +26,9 @@ std::arch::global_asm!(
     "sub $24, %rsp",
     "stmxcsr (%rsp)",
     "fnstcw 4(%rsp)",
-    "mov %rcx, 8(%rsp)",
+    "mov %rdx, 8(%rsp)",
     "mov %rdi, %rax",
     "mov %rsi, %rdi",
-    "mov %rdx, %rsi",
-    "xor %edx, %edx",
     "movl $0xFFC0, 16(%rsp)",
     "ldmxcsr 16(%rsp)",
     "movw $0x0C7F, 20(%rsp)",
@@ -68,11 +64,9 @@ std::arch::global_asm!(
     ".globl greenlet_abi_clobber",
     ".p2align 4",
     "greenlet_abi_clobber:",
-    // rdi = switch fn, rsi = save slot, rdx = pointer to the probe's saved sp
+    // rdi = body, rsi = ctx
     "mov %rdi, %rax",
     "mov %rsi, %rdi",
-    "mov (%rdx), %rsi",
-    "xor %edx, %edx",
     "movabs $0xbad000010badf00d, %rbx",
     "movabs $0xbad000020badf00d, %rbp",
     "movabs $0xbad000030badf00d, %r12",
@@ -86,21 +80,5 @@ std::arch::global_asm!(
     "fldcw 4(%rsp)",
     "call *%rax",
     "ud2",
-    options(att_syntax)
-);
-
-// The real switch, then r15 corrupted on the way back: a switch that fails to
-// preserve exactly one register, which the probe must catch.
-std::arch::global_asm!(
-    ".text",
-    ".globl greenlet_abi_bad_switch",
-    ".p2align 4",
-    "greenlet_abi_bad_switch:",
-    "sub $8, %rsp",
-    "call {switch}",
-    "add $8, %rsp",
-    "not %r15",
-    "ret",
-    switch = sym super::super::ffi::switch,
     options(att_syntax)
 );

@@ -1,0 +1,133 @@
+//! The `asm!` call sites of the x86_64 switch (`asm/x86_64.S`), System V.
+//!
+//! Each site loads the three transfer words into rdi, rsi, rdx, the save slot
+//! into r8 and the stack pointer to resume into r9, and declares clobbered
+//! everything else `asm!` can name: `clobber_abi("C")` (rax, rcx, rdx, rsi,
+//! rdi, r8-r11, every vector and x87 register) and r12-r15. rbx and rbp
+//! cannot be named (LLVM keeps its base and frame pointers there), so the
+//! `.S` saves those two. The compiler spills only what is live across the
+//! switch, into its own frame, which stays on the suspended stack.
+
+use super::{ffi, EntryFn, Transfer};
+
+/// One switch site: `$enter` is the asm that enters the routine (a `call`,
+/// or a push of the resume label and a `jmp`), `$clobbers` the callee-saved
+/// registers declared clobbered beside `clobber_abi("C")`.
+macro_rules! switch_site {
+    ($save_sp:expr, $load_sp:expr, $send:expr, [$($enter:literal),+], $name:ident = $routine:path,
+     [$($clobbers:tt)*]) => {{
+        let (a, b, c): (usize, usize, usize);
+        std::arch::asm!(
+            "mov rdi, [{send}]",
+            "mov rsi, [{send} + 8]",
+            "mov rdx, [{send} + 16]",
+            $($enter,)+
+            send = in(reg) $send,
+            $name = sym $routine,
+            out("rdi") a,
+            out("rsi") b,
+            out("rdx") c,
+            inout("r8") $save_sp => _,
+            inout("r9") $load_sp => _,
+            $($clobbers)*
+            clobber_abi("C"),
+        );
+        Transfer::new(a, b, c)
+    }};
+}
+
+/// Suspends the running context (its resume address is the return address of
+/// the call) and resumes the one whose saved stack pointer is `load_sp`,
+/// handing it `*send`; returns what whoever resumes us hands us.
+///
+/// # Safety
+/// * `save_sp` must be valid for a write of one pointer and must still be the
+///   place the resumer reads our stack pointer from.
+/// * `load_sp` must be a stack pointer stored by a switch for a context that
+///   is suspended and has not been resumed since, or a frame made by
+///   [`init`] that has not been resumed yet.
+/// * `send` must point at a [`Transfer`] readable until the switch is made.
+/// * Nothing may unwind across this call.
+#[inline(always)]
+pub(crate) unsafe fn resume(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    send: *const Transfer,
+) -> Transfer {
+    // SAFETY: per the contract above, which is what the routine needs: a
+    // writable save slot, a valid frame to resume, readable words. Every
+    // register the routine or the resumed side may change is an output or
+    // clobbered; the stack is aligned for the call (no `nostack`).
+    unsafe {
+        switch_site!(
+            save_sp, load_sp, send,
+            ["call {resume}"],
+            resume = ffi::resume,
+            [out("r12") _, out("r13") _, out("r14") _, out("r15") _,]
+        )
+    }
+}
+
+/// The same switch through YIELD: for resuming the context whose [`resume`]
+/// is still pending, so that YIELD's return pops the entry that resume's call
+/// pushed on the return-address predictor.
+///
+/// # Safety
+/// As for [`resume`].
+#[inline(always)]
+pub(crate) unsafe fn yield_to(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    send: *const Transfer,
+) -> Transfer {
+    // SAFETY: as in `resume`; the pushed label is where the frame keeps the
+    // resume address, and the routine's return lands on it or a later switch
+    // jumps to it, with the stack pointer back where it was before the push.
+    unsafe {
+        switch_site!(
+            save_sp, load_sp, send,
+            ["lea rax, [rip + 2f]", "push rax", "jmp {yield_}", "2:"],
+            yield_ = ffi::yield_,
+            [out("r12") _, out("r13") _, out("r14") _, out("r15") _,]
+        )
+    }
+}
+
+/// Test only: [`resume`] with r15 missing from the clobber list, for the ABI
+/// test to prove that it notices a register the switch does not keep.
+///
+/// # Safety
+/// As for [`resume`]; besides, the caller must not hold anything in r15.
+#[cfg(test)]
+#[inline(always)]
+pub(crate) unsafe fn resume_forgetting_one(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    send: *const Transfer,
+) -> Transfer {
+    // SAFETY: as in `resume`, for a caller that keeps nothing in r15 (the
+    // ABI test's, whose probe checks exactly that register).
+    unsafe {
+        switch_site!(
+            save_sp, load_sp, send,
+            ["call {resume}"],
+            resume = ffi::resume,
+            [out("r12") _, out("r13") _, out("r14") _,]
+        )
+    }
+}
+
+/// The register that [`resume_forgetting_one`] leaves out.
+#[cfg(test)]
+pub(crate) const FORGOTTEN_CLOBBER: &str = "r15";
+
+/// Lays out a new stack's first frame (`GREENLET_INIT`, an ordinary C function).
+///
+/// # Safety
+/// As for [`super::init_stack`].
+#[inline]
+pub(crate) unsafe fn init(stack_top: *mut u8, entry: EntryFn, arg: usize) -> *mut u8 {
+    // SAFETY: forwarded from init_stack; the routine reads entry as a code
+    // address and writes only below stack_top.
+    unsafe { ffi::init(stack_top, entry as usize, arg) }
+}

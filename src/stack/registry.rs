@@ -129,6 +129,38 @@ pub(crate) fn find_guard(address: usize) -> Option<GuardHit> {
     None
 }
 
+/// The slot, guard and stack of `address` if it lies anywhere in one of this
+/// thread's areas, guard or stack (for Windows, where the OS reports a stack
+/// overflow at the page where it stopped growing the stack, which may lie in
+/// the stack when the thread's stack guarantee is larger than the guard).
+/// Async-signal-safe, as [`find_guard`].
+#[cfg(windows)]
+pub(crate) fn find_slot(address: usize) -> Option<GuardHit> {
+    let table = PUBLISHED.try_with(|p| p.load(Ordering::Acquire)).ok()?;
+    // SAFETY: as in find_guard.
+    let table = unsafe { table.as_ref() }?;
+    let len = table.len.load(Ordering::Acquire).min(table.records.len());
+    for record in &table.records[..len] {
+        let start = record.start.load(Ordering::Acquire);
+        if start == 0 || address < start || address >= record.end.load(Ordering::Relaxed) {
+            continue;
+        }
+        let stride = record.stride.load(Ordering::Relaxed);
+        if stride == 0 {
+            return None;
+        }
+        let slot = address - (address - start) % stride;
+        let guard = record.guard.load(Ordering::Relaxed);
+        return Some(GuardHit {
+            guard_start: slot,
+            guard_end: slot + guard,
+            top: slot + stride,
+            how: GuardHow::Page,
+        });
+    }
+    None
+}
+
 /// This thread's updater of the published table.
 pub(crate) struct Registry {
     /// Record index of each area, by start address.
@@ -173,8 +205,14 @@ impl Registry {
         let Some(at) = self.index.remove(&start) else {
             return;
         };
-        // SAFETY: as in `add`; a recorded area implies a published table.
-        let table = unsafe { &*published() };
+        // SAFETY: as in `add`. A recorded area implies a published table,
+        // except at thread exit where thread locals live in OS TLS slots
+        // (Windows): there std may destroy PUBLISHED before the stack state
+        // and hand out a fresh, null one afterwards; nothing is published to
+        // clear then.
+        let Some(table) = (unsafe { published().as_ref() }) else {
+            return;
+        };
         table.records[at].start.store(0, Ordering::Release);
         self.vacant.push(at);
     }

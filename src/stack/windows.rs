@@ -230,12 +230,14 @@ pub(crate) unsafe fn resident_pages(start: usize, resident: &mut [u8]) -> io::Re
 /// # Safety
 /// `top` must be the end of a stack reservation this layer made.
 pub(crate) unsafe fn committed_limit(top: usize) -> usize {
-    match query(top - 1) {
-        Some((start, _, true, false)) => start,
-        // Cannot happen for our stacks (their top page is always committed);
-        // the top itself is an answer that never names uncommitted memory.
-        _ => top,
+    // One query per run of pages with the same attributes; wine ends a run
+    // where the pages' bookkeeping differs even though state and protection
+    // agree (a page written to and one not yet), so go on run by run.
+    let mut limit = top;
+    while let Some((start, _, true, false)) = query(limit - 1) {
+        limit = start;
     }
+    limit
 }
 
 /// Windows has no `vm.max_map_count`; reservations are limited by address

@@ -81,6 +81,20 @@ impl Table {
     }
 }
 
+/// The lowest start and highest end of every area any thread ever recorded:
+/// a fault outside is nobody's guard, which the handler learns without
+/// touching thread-local storage (which, where thread locals live in OS TLS
+/// slots, may allocate: too much for a thread stack that has just
+/// overflowed, on Windows where the handler runs on that stack).
+static LOWEST: AtomicUsize = AtomicUsize::new(usize::MAX);
+static HIGHEST: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether `address` may lie in some thread's area (see [`LOWEST`]).
+#[inline]
+fn may_be_recorded(address: usize) -> bool {
+    address >= LOWEST.load(Ordering::Relaxed) && address < HIGHEST.load(Ordering::Relaxed)
+}
+
 thread_local! {
     /// This thread's published table, or null. A `const` thread local with no
     /// destructor: reading it is one TLS access, safe inside a signal handler.
@@ -90,6 +104,9 @@ thread_local! {
 /// The slot, guard and stack of `address` if it lies in a guard of one of this
 /// thread's areas. Async-signal-safe: a TLS load and atomic loads only.
 pub(crate) fn find_guard(address: usize) -> Option<GuardHit> {
+    if !may_be_recorded(address) {
+        return None;
+    }
     let table = PUBLISHED.try_with(|p| p.load(Ordering::Acquire)).ok()?;
     // SAFETY: a published table stays allocated until a newer one (or null)
     // has been published on this thread, and this runs on this thread, either
@@ -136,6 +153,9 @@ pub(crate) fn find_guard(address: usize) -> Option<GuardHit> {
 /// Async-signal-safe, as [`find_guard`].
 #[cfg(windows)]
 pub(crate) fn find_slot(address: usize) -> Option<GuardHit> {
+    if !may_be_recorded(address) {
+        return None;
+    }
     let table = PUBLISHED.try_with(|p| p.load(Ordering::Acquire)).ok()?;
     // SAFETY: as in find_guard.
     let table = unsafe { table.as_ref() }?;
@@ -179,6 +199,8 @@ impl Registry {
 
     /// Records `area`, so that a fault in one of its guards is reported.
     pub(crate) fn add(&mut self, area: Area) {
+        LOWEST.fetch_min(area.start, Ordering::Relaxed);
+        HIGHEST.fetch_max(area.end, Ordering::Relaxed);
         let vacant = self.vacant.pop();
         if vacant.is_none() {
             grow_if_full();

@@ -9,10 +9,15 @@
 //! switch, into its own frame, which stays on the suspended stack.
 //!
 //! Windows (`asm/x86_64_windows.S`) takes the same registers. There
-//! `clobber_abi("C")` is Win64's, which leaves rsi, rdi, r12-r15 and
-//! xmm6-xmm15 to the callee: rdi and rsi are outputs here anyway, r12-r15 are
-//! named on every OS, and xmm6-xmm15 are added on Windows only. The `.S`
-//! saves rbx, rbp and the four TEB fields that describe the running stack.
+//! `clobber_abi("C")` is Win64's, whose callee-saved registers are rbx, rbp,
+//! rdi, rsi, r12-r15 and xmm6-xmm15: rdi and rsi are outputs here anyway,
+//! r12-r15 are named on every OS, and xmm6-xmm15 are named on Windows only.
+//! (rustc 1.95 already treats xmm6-xmm15 as clobbered by Win64's
+//! `clobber_abi("C")`, since the upper halves of their ymm/zmm registers are
+//! volatile there and asm! cannot clobber half a register: the functions
+//! around a switch save them either way, as their disassembly shows. Naming
+//! them keeps the contract from resting on that.) The `.S` saves rbx, rbp
+//! and the four TEB fields that describe the running stack.
 
 use super::{ffi, EntryFn, Transfer};
 

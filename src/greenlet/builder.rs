@@ -171,7 +171,12 @@ impl Builder {
             // SAFETY: as for init_stack above; the bounds are those of the
             // stack frame_top lies in.
             unsafe {
-                arch::init_stack_with_bounds(frame_top as *mut u8, entry::entry::<G, R>, at, &bounds)
+                arch::init_stack_with_bounds(
+                    frame_top as *mut u8,
+                    entry::entry::<G, R>,
+                    at,
+                    &bounds,
+                )
             }
         };
         // SAFETY: `inner` was just allocated and is only reachable from here.

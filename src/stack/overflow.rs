@@ -40,8 +40,8 @@
 
 use std::sync::Once;
 
-use crate::stack::registry::{self, GuardHit, GuardHow};
 use crate::stack::os;
+use crate::stack::registry::{self, GuardHit, GuardHow};
 
 static INSTALL: Once = Once::new();
 

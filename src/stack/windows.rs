@@ -116,7 +116,13 @@ pub(crate) fn reserve_stack(len: usize, guard: usize) -> io::Result<usize> {
     // SAFETY: both ranges lie in the reservation just made, which nothing
     // else knows about.
     let committed = unsafe {
-        !VirtualAlloc((top - commit) as *const _, commit, MEM_COMMIT, PAGE_READWRITE).is_null()
+        !VirtualAlloc(
+            (top - commit) as *const _,
+            commit,
+            MEM_COMMIT,
+            PAGE_READWRITE,
+        )
+        .is_null()
             && (top - commit - page < start + guard
                 || !VirtualAlloc(
                     (top - commit - page) as *const _,
@@ -169,7 +175,14 @@ pub(crate) unsafe fn arm_guard_page(address: usize) {
     let at = address & !(page - 1);
     if let Some((_, _, false, _)) = query(at) {
         // SAFETY: per the contract: a reserved page of our own reservation.
-        unsafe { VirtualAlloc(at as *const _, page, MEM_COMMIT, PAGE_READWRITE | PAGE_GUARD) };
+        unsafe {
+            VirtualAlloc(
+                at as *const _,
+                page,
+                MEM_COMMIT,
+                PAGE_READWRITE | PAGE_GUARD,
+            )
+        };
     }
 }
 

@@ -42,7 +42,8 @@
 use crate::arch::bare::ScratchStack;
 use crate::arch::{self, Transfer};
 
-#[cfg_attr(target_arch = "x86_64", path = "x86_64.rs")]
+#[cfg_attr(all(target_arch = "x86_64", not(windows)), path = "x86_64.rs")]
+#[cfg_attr(all(target_arch = "x86_64", windows), path = "x86_64_windows.rs")]
 #[cfg_attr(target_arch = "x86", path = "x86.rs")]
 #[cfg_attr(target_arch = "aarch64", path = "aarch64.rs")]
 #[cfg_attr(target_arch = "riscv64", path = "riscv64.rs")]

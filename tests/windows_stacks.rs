@@ -69,7 +69,7 @@ fn stacks_are_committed_on_demand() {
     g.switch(());
     let after = committed_bytes(&g);
     assert!(
-        after >= 150 * 1000 && after < 768 << 10,
+        (150 * 1000..768 << 10).contains(&after),
         "150 frames of 1 KiB or more (3 KiB in debug builds) committed {after} bytes of a 1 MiB \
          stack"
     );

@@ -6,11 +6,13 @@
 # them) and, for speed, a running `wineserver -p`.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-target_dir=$root/target/windows-smoke
+# The crate's own target directory: the dependencies built for its Windows
+# tests are reused.
+target_dir=$root/target
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc
-cargo build --quiet --release --target x86_64-pc-windows-gnu \
+cargo build --quiet --target x86_64-pc-windows-gnu \
   --manifest-path "$root/tests/windows_smoke/Cargo.toml" --target-dir "$target_dir"
-exe=$target_dir/x86_64-pc-windows-gnu/release/windows_smoke.exe
+exe=$target_dir/x86_64-pc-windows-gnu/debug/windows_smoke.exe
 runner=$root/scripts/windows/wine-runner
 export GREENLET_WINE_SHIM_DIR=$root/target/windows-shim
 

@@ -117,7 +117,10 @@ pub enum GuardMode {
     /// One mapping per stack whose lowest page is made `PROT_NONE` with
     /// `mprotect`: two kernel mappings per stack, so `vm.max_map_count`
     /// (65530 by default) caps a process near 32k live stacks. A fault in a
-    /// guard is `SEGV_ACCERR`.
+    /// guard is `SEGV_ACCERR`. On Windows, the only mode: one reservation per
+    /// stack whose lowest [`guard_size`] bytes are never committed
+    /// ([`GuardFallback::Unsupported`]), with no cap but address space and
+    /// commit charge.
     Mprotect,
 }
 

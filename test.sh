@@ -276,6 +276,10 @@ if [ "$mode" = all ]; then
     wineserver -w || true
   fi
   wineserver -p </dev/null >/dev/null 2>&1 || true
+  # The first program of a wine session also starts wine's own services,
+  # which inherit its output and live until `wineserver -k`: started here,
+  # they hold /dev/null, not this script's output (a `| tee` would wait).
+  wine cmd /c exit </dev/null >/dev/null 2>&1 || true
   windows_started=$SECONDS
 
   step "Windows x64: clippy for $win, both builds"

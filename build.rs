@@ -1,4 +1,5 @@
-//! Compiles the one assembly file for the target CPU family (`asm/<arch>.S`).
+//! Compiles the one assembly file for the target CPU family (`asm/<arch>.S`,
+//! or `asm/<arch>_windows.S` where Windows has an ABI of its own: Win64).
 //!
 //! The exported symbols carry the crate version in their names so that two
 //! versions of this crate linked into one program never collide; `src/arch/mod.rs`
@@ -11,7 +12,11 @@ use std::path::Path;
 fn main() {
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").expect("cargo sets CARGO_CFG_TARGET_ARCH");
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    let file = format!("asm/{arch}.S");
+    let file = if os == "windows" && arch == "x86_64" {
+        format!("asm/{arch}_windows.S")
+    } else {
+        format!("asm/{arch}.S")
+    };
     println!("cargo:rerun-if-changed={file}");
     println!("cargo:rerun-if-changed=build.rs");
     if !Path::new(&file).exists() {
@@ -21,9 +26,21 @@ fn main() {
              the entry trampoline; docs/porting.md walks through every step.\n\n"
         );
     }
-    if os != "linux" {
+    let target_env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
+    if os == "windows" && target_env == "msvc" && !gnu_assembler_for_msvc() {
+        // The .S files are GNU assembler syntax, which MSVC's cl.exe and
+        // ml64 cannot read. `cargo check` needs no object code, so it passes;
+        // a link fails on the missing switch symbols (README, docs/porting.md).
         println!(
-            "cargo:warning=greenlet is developed and tested on Linux only; target os `{os}` is untested"
+            "cargo:warning=greenlet: the switch assembly ({file}) is GNU assembler syntax and is \
+             not built for the MSVC toolchain; use x86_64-pc-windows-gnu, or set CC to a clang \
+             (clang-cl reads it) to link an -msvc build"
+        );
+        return;
+    }
+    if !matches!(os.as_str(), "linux" | "windows" | "macos") {
+        println!(
+            "cargo:warning=greenlet is developed and tested on Linux and Windows; target os `{os}` is untested"
         );
     }
     let version = format!(
@@ -54,6 +71,14 @@ fn main() {
         );
     }
     build.compile("greenlet_switch");
+}
+
+/// Whether the C compiler that `cc` would use for an MSVC target is a clang,
+/// which assembles GNU syntax `.S` files for it.
+fn gnu_assembler_for_msvc() -> bool {
+    cc::Build::new()
+        .try_get_compiler()
+        .is_ok_and(|c| c.is_like_clang() || c.is_like_clang_cl())
 }
 
 fn env(name: &str) -> String {

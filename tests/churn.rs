@@ -27,8 +27,15 @@ fn under_valgrind() -> bool {
 }
 
 fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+    greenlet::stack::page_size()
+}
+
+/// Whether this process can read its own `/proc` files: on Linux. Not on
+/// Windows; under wine a Windows program can open `/proc/self/statm` through
+/// the Z: drive, but it does not describe the program (its counts stay flat
+/// whatever the program maps), so it would prove nothing.
+fn proc_readable() -> bool {
+    cfg!(not(windows)) && std::path::Path::new("/proc/self/statm").exists()
 }
 
 /// Resident set size in bytes (second field of /proc/self/statm, in pages).
@@ -136,6 +143,14 @@ fn churn(n: usize, drops: &Rc<Cell<usize>>) -> usize {
 #[test]
 fn churn_of_60k_greenlets_keeps_memory_flat() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !proc_readable() {
+        eprintln!(
+            "NOT RUN HERE: churn_of_60k_greenlets_keeps_memory_flat measures resident memory and \
+             mappings through /proc/self, which does not describe this program here (Windows, \
+             wine); tests/windows_stacks.rs checks the Windows stacks' committed memory"
+        );
+        return;
+    }
     let valgrind = under_valgrind();
     let (warm, rounds) = (6_000, 60_000);
     let drops = Rc::new(Cell::new(0));

@@ -11,6 +11,13 @@
 //!
 //! Each test re-runs this binary as a child (tests/support/child.rs); the
 //! child plays the scenario and dies, the parent checks how.
+//!
+//! Linux and macOS only: guard regions, `mprotect`, `mlockall`, pipes and
+//! POSIX signal handlers are what these tests examine. On Windows, whose
+//! stacks are reservations the OS grows through a `PAGE_GUARD` page, this file
+//! compiles to no tests; tests/windows_stacks.rs tests those stacks and says
+//! so in its output (`guards_rs_does_not_apply_here`).
+#![cfg(unix)]
 
 use std::hint::black_box;
 use std::mem::MaybeUninit;

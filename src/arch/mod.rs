@@ -112,8 +112,19 @@ mod ffi {
         pub(crate) fn resume();
         #[link_name = routine_name!("yield")]
         pub(crate) fn yield_();
+        #[cfg(not(windows))]
         #[link_name = routine_name!("init")]
         pub(crate) fn init(top: *mut u8, entry: usize, arg: usize) -> *mut u8;
+        /// Windows: the same with the stack's TEB fields (or null: the
+        /// thread's own).
+        #[cfg(windows)]
+        #[link_name = routine_name!("init")]
+        pub(crate) fn init_windows(
+            top: *mut u8,
+            entry: usize,
+            arg: usize,
+            bounds: *const super::StackBounds,
+        ) -> *mut u8;
     }
 }
 
@@ -135,7 +146,47 @@ pub(crate) unsafe fn init_stack(stack_top: *mut u8, entry: EntryFn, arg: usize) 
     debug_assert_eq!(stack_top as usize % 16, 0, "stack top must be 16-aligned");
     // SAFETY: the caller guarantees the memory below stack_top; the routine
     // writes only its frame there (less than INITIAL_FRAME_MAX_BYTES).
-    unsafe { cpu::init(stack_top, entry, arg) }
+    #[cfg(not(windows))]
+    return unsafe { cpu::init(stack_top, entry, arg) };
+    // SAFETY: as above. Without bounds the frame carries the thread's own
+    // stack bounds: for scratch stacks, on which nothing raises exceptions.
+    #[cfg(windows)]
+    return unsafe { cpu::init(stack_top, entry, arg, None) };
+}
+
+/// What the OS must be told about a stack while it runs, on Windows: the TEB
+/// fields that the switch loads with the stack (asm/x86_64_windows.S).
+#[cfg(windows)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StackBounds {
+    /// `StackBase`: the stack's exclusive top.
+    pub(crate) base: usize,
+    /// `StackLimit`: its lowest committed byte.
+    pub(crate) limit: usize,
+    /// `DeallocationStack`: the start of its reservation, guard included.
+    pub(crate) deallocation: usize,
+}
+
+/// [`init_stack`] for a stack that the OS must know while it runs (Windows):
+/// the frame also carries `bounds`, which the first switch to it loads into
+/// the thread's TEB, so that the OS grows the stack, raises its overflow and
+/// accepts its frames when it dispatches an exception.
+///
+/// # Safety
+/// As for [`init_stack`]; `bounds` must describe the stack `stack_top` lies
+/// in.
+#[cfg(windows)]
+#[inline]
+pub(crate) unsafe fn init_stack_with_bounds(
+    stack_top: *mut u8,
+    entry: EntryFn,
+    arg: usize,
+    bounds: &StackBounds,
+) -> *mut u8 {
+    debug_assert_eq!(stack_top as usize % 16, 0, "stack top must be 16-aligned");
+    // SAFETY: as in init_stack.
+    unsafe { cpu::init(stack_top, entry, arg, Some(bounds)) }
 }
 
 #[cfg(test)]

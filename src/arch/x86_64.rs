@@ -7,6 +7,17 @@
 //! cannot be named (LLVM keeps its base and frame pointers there), so the
 //! `.S` saves those two. The compiler spills only what is live across the
 //! switch, into its own frame, which stays on the suspended stack.
+//!
+//! Windows (`asm/x86_64_windows.S`) takes the same registers. There
+//! `clobber_abi("C")` is Win64's, whose callee-saved registers are rbx, rbp,
+//! rdi, rsi, r12-r15 and xmm6-xmm15: rdi and rsi are outputs here anyway,
+//! r12-r15 are named on every OS, and xmm6-xmm15 are named on Windows only.
+//! (rustc 1.95 already treats xmm6-xmm15 as clobbered by Win64's
+//! `clobber_abi("C")`, since the upper halves of their ymm/zmm registers are
+//! volatile there and asm! cannot clobber half a register: the functions
+//! around a switch save them either way, as their disassembly shows. Naming
+//! them keeps the contract from resting on that.) The `.S` saves rbx, rbp
+//! and the four TEB fields that describe the running stack.
 
 use super::{ffi, EntryFn, Transfer};
 
@@ -17,6 +28,7 @@ macro_rules! switch_site {
     ($save_sp:expr, $load_sp:expr, $send:expr, [$($enter:literal),+], $name:ident = $routine:path,
      [$($clobbers:tt)*]) => {{
         let (a, b, c): (usize, usize, usize);
+        #[cfg(not(windows))]
         std::arch::asm!(
             "mov rdi, [{send}]",
             "mov rsi, [{send} + 8]",
@@ -30,6 +42,27 @@ macro_rules! switch_site {
             inout("r8") $save_sp => _,
             inout("r9") $load_sp => _,
             $($clobbers)*
+            clobber_abi("C"),
+        );
+        // The same site with Win64's callee-saved vector registers declared
+        // clobbered as well (asm! cannot take a cfg on one operand before
+        // Rust 1.88, above this crate's rust-version).
+        #[cfg(windows)]
+        std::arch::asm!(
+            "mov rdi, [{send}]",
+            "mov rsi, [{send} + 8]",
+            "mov rdx, [{send} + 16]",
+            $($enter,)+
+            send = in(reg) $send,
+            $name = sym $routine,
+            out("rdi") a,
+            out("rsi") b,
+            out("rdx") c,
+            inout("r8") $save_sp => _,
+            inout("r9") $load_sp => _,
+            $($clobbers)*
+            out("xmm6") _, out("xmm7") _, out("xmm8") _, out("xmm9") _, out("xmm10") _,
+            out("xmm11") _, out("xmm12") _, out("xmm13") _, out("xmm14") _, out("xmm15") _,
             clobber_abi("C"),
         );
         Transfer::new(a, b, c)
@@ -125,9 +158,31 @@ pub(crate) const FORGOTTEN_CLOBBER: &str = "r15";
 ///
 /// # Safety
 /// As for [`super::init_stack`].
+#[cfg(not(windows))]
 #[inline]
 pub(crate) unsafe fn init(stack_top: *mut u8, entry: EntryFn, arg: usize) -> *mut u8 {
     // SAFETY: forwarded from init_stack; the routine reads entry as a code
     // address and writes only below stack_top.
     unsafe { ffi::init(stack_top, entry as usize, arg) }
+}
+
+/// Lays out a new stack's first frame on Windows, where it also carries the
+/// TEB fields that describe the stack: `bounds` (StackBase, StackLimit,
+/// DeallocationStack), or the running thread's own when `None`.
+///
+/// # Safety
+/// As for [`super::init_stack`].
+#[cfg(windows)]
+#[inline]
+pub(crate) unsafe fn init(
+    stack_top: *mut u8,
+    entry: EntryFn,
+    arg: usize,
+    bounds: Option<&super::StackBounds>,
+) -> *mut u8 {
+    let bounds = bounds.map_or(std::ptr::null(), |b| b as *const super::StackBounds);
+    // SAFETY: forwarded from init_stack; the routine reads entry as a code
+    // address, reads three words at a non-null `bounds`, and writes only
+    // below stack_top.
+    unsafe { ffi::init_windows(stack_top, entry as usize, arg, bounds) }
 }

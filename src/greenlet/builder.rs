@@ -132,6 +132,8 @@ impl Builder {
         if sanitizer::ACTIVE {
             sanitizer::stack_reused(stack.bottom(), stack.usable_size());
         }
+        #[cfg(windows)]
+        let (base, limit, deallocation) = stack.os_bounds();
         let parent = self.parent.unwrap_or_else(Greenlet::current);
         // The closure at the top, aligned for its type; the frame below it.
         let top = stack.top() as usize;
@@ -154,7 +156,28 @@ impl Builder {
         unsafe { inner.write(Inner::unstarted(parent, stack, closure)) };
         // SAFETY: `frame_top` is 16-aligned, below the closure, with far more
         // than INITIAL_FRAME_MAX_BYTES of the same stack beneath it.
+        #[cfg(not(windows))]
         let sp = unsafe { arch::init_stack(frame_top as *mut u8, entry::entry::<G, R>, at) };
+        // Windows: the frame also tells the OS where the stack is (its TEB
+        // fields), for it to grow the stack and dispatch exceptions there.
+        #[cfg(windows)]
+        let sp = {
+            let bounds = arch::StackBounds {
+                base,
+                limit,
+                deallocation,
+            };
+            // SAFETY: as for init_stack above; the bounds are those of the
+            // stack frame_top lies in.
+            unsafe {
+                arch::init_stack_with_bounds(
+                    frame_top as *mut u8,
+                    entry::entry::<G, R>,
+                    at,
+                    &bounds,
+                )
+            }
+        };
         // SAFETY: `inner` was just allocated and is only reachable from here.
         unsafe { (*inner).sp.set(sp) };
         // SAFETY: we own the one strong count the Inner was made with.

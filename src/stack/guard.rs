@@ -17,7 +17,9 @@
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::OnceLock;
 
-use crate::stack::{page_size, unix};
+#[cfg(unix)]
+use crate::stack::os;
+use crate::stack::page_size;
 
 /// How far below the lowest stack byte touched so far the next access, or the
 /// stack pointer, can land on this CPU: the guard spans this much beyond its
@@ -49,9 +51,23 @@ use crate::stack::{page_size, unix};
 ///   whose compiler does probe (see the check above) moves its CPU to the
 ///   first list.
 ///
+/// * **Windows (x86_64): 20 KiB**, the stack guarantee that Rust's std gives
+///   every thread it runs (`SetThreadStackGuarantee(0x5000)`). The OS moves a
+///   stack's `PAGE_GUARD` page down as it grows (src/stack/windows.rs) and
+///   raises `STATUS_STACK_OVERFLOW` once the guard page would come within the
+///   guarantee of the reservation's lowest page; it then commits the
+///   guarantee for the handler. With this much below the usable stack, the
+///   overflow comes exactly when the stack leaves its usable part, and the
+///   handler runs in the guard. (A thread whose guarantee is smaller, a
+///   thread made by C code, lets the stack grow into the guard before the
+///   overflow is raised; one whose guarantee is larger gets it earlier. The
+///   handler reports either.)
+///
 /// The larger guards cost address space only: guard regions and `PROT_NONE`
 /// pages are never backed by memory.
-const GUARD_REACH: usize = if cfg!(any(
+const GUARD_REACH: usize = if cfg!(windows) {
+    20 << 10
+} else if cfg!(any(
     target_arch = "x86",
     target_arch = "x86_64",
     target_arch = "aarch64",
@@ -101,7 +117,10 @@ pub enum GuardMode {
     /// One mapping per stack whose lowest page is made `PROT_NONE` with
     /// `mprotect`: two kernel mappings per stack, so `vm.max_map_count`
     /// (65530 by default) caps a process near 32k live stacks. A fault in a
-    /// guard is `SEGV_ACCERR`.
+    /// guard is `SEGV_ACCERR`. On Windows, the only mode: one reservation per
+    /// stack whose lowest [`guard_size`] bytes are never committed
+    /// ([`GuardFallback::Unsupported`]), with no cap but address space and
+    /// commit charge.
     Mprotect,
 }
 
@@ -117,6 +136,10 @@ pub enum GuardFallback {
     /// The kernel accepted the advice but the page did not fault: the advice
     /// was ignored (qemu-user does this).
     Ignored,
+    /// The OS has no guard regions (Windows): every stack is an address-space
+    /// reservation of its own whose lowest [`guard_size`] bytes are never
+    /// committed (src/stack/windows.rs).
+    Unsupported,
     /// Guard regions worked, but installing one on a new stack later failed
     /// with this `errno` (for example after `mlockall(MCL_FUTURE)`); stacks
     /// made since get guard pages, those made before keep their guard regions.
@@ -135,6 +158,10 @@ impl std::fmt::Display for GuardFallback {
             GuardFallback::Ignored => write!(
                 f,
                 "the kernel accepted MADV_GUARD_INSTALL but the page did not fault (an emulator?)"
+            ),
+            GuardFallback::Unsupported => write!(
+                f,
+                "this OS has no guard regions: each stack is a reservation of its own"
             ),
             GuardFallback::FailedLater(errno) => write!(
                 f,
@@ -195,6 +222,12 @@ pub(crate) fn regions_failed(errno: i32) {
     FAILED_LATER.store(if errno == 0 { -1 } else { errno }, Ordering::Relaxed);
 }
 
+#[cfg(windows)]
+fn decide() -> Option<GuardFallback> {
+    Some(GuardFallback::Unsupported)
+}
+
+#[cfg(unix)]
 fn decide() -> Option<GuardFallback> {
     match std::env::var(ENV) {
         Ok(v) if v == "mprotect" => Some(GuardFallback::Forced),
@@ -212,20 +245,21 @@ fn decide() -> Option<GuardFallback> {
 
 /// Installs a guard region on the lower of two scratch pages and checks that
 /// the kernel cannot read it and can still read the page above.
+#[cfg(unix)]
 fn probe() -> Option<GuardFallback> {
-    let page = unix::page_size();
+    let page = os::page_size();
     // An error without an OS code cannot happen here; -1 marks one.
     let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(-1);
-    let start = match unix::map_stack_memory(2 * page) {
+    let start = match os::map_stack_memory(2 * page) {
         Ok(start) => start,
         Err(e) => return Some(GuardFallback::Refused(errno(e))),
     };
     // SAFETY: the first page of our own fresh mapping, which nothing uses.
-    let verdict = match unsafe { unix::install_guard(start, page) } {
+    let verdict = match unsafe { os::install_guard(start, page) } {
         Err(e) => Some(GuardFallback::Refused(errno(e))),
         Ok(()) => match (
-            unix::kernel_can_read(start),
-            unix::kernel_can_read(start + page),
+            os::kernel_can_read(start),
+            os::kernel_can_read(start + page),
         ) {
             (Ok(false), Ok(true)) => None,
             (Ok(true), _) => Some(GuardFallback::Ignored),
@@ -236,6 +270,6 @@ fn probe() -> Option<GuardFallback> {
         },
     };
     // SAFETY: our scratch mapping, used by nothing any more.
-    unsafe { unix::unmap(start, 2 * page) };
+    unsafe { os::unmap(start, 2 * page) };
     verdict
 }

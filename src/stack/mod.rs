@@ -67,8 +67,17 @@ mod shared;
 mod single;
 mod stats;
 mod thread;
+#[cfg(unix)]
 mod unix;
 pub(crate) mod valgrind;
+#[cfg(windows)]
+mod windows;
+
+// The OS calls of this layer, one file per OS family, with the same functions.
+#[cfg(unix)]
+use crate::stack::unix as os;
+#[cfg(windows)]
+use crate::stack::windows as os;
 
 pub use crate::stack::guard::{guard_fallback, guard_mode, guard_size, GuardFallback, GuardMode};
 pub use crate::stack::pool::{pooled, trim_pool, POOL_CAPACITY};
@@ -134,7 +143,7 @@ pub fn page_size() -> usize {
     if cached != 0 {
         return cached;
     }
-    let page = unix::page_size();
+    let page = os::page_size();
     PAGE.store(page, Ordering::Relaxed);
     page
 }
@@ -338,9 +347,21 @@ impl Stack {
         let usable = self.usable_size();
         let mut resident = vec![0u8; usable / page];
         // SAFETY: [bottom, top) is page-aligned, mapped, and ours.
-        unsafe { unix::resident_pages(self.bottom() as usize, &mut resident) }.ok()?;
+        unsafe { os::resident_pages(self.bottom() as usize, &mut resident) }.ok()?;
         let lowest = resident.iter().position(|&r| r & 1 != 0)?;
         Some(usable - lowest * page)
+    }
+
+    /// What Windows must be told about this stack while it runs (the TEB's
+    /// `StackBase`, `StackLimit`, `DeallocationStack`): its top, its lowest
+    /// committed byte now (asked of the OS: a pooled stack keeps what its
+    /// last user committed), and the start of its reservation.
+    #[cfg(windows)]
+    pub(crate) fn os_bounds(&self) -> (usize, usize, usize) {
+        let top = self.top() as usize;
+        // SAFETY: top() is the end of a reservation made by this layer.
+        let limit = unsafe { os::committed_limit(top) };
+        (top, limit, self.bottom() as usize - guard_size())
     }
 
     /// Takes the stack apart without giving its memory back: bottom, usable

@@ -43,8 +43,8 @@
 
 use std::sync::Once;
 
+use crate::stack::os;
 use crate::stack::registry::{self, GuardHit, GuardHow};
-use crate::stack::unix;
 
 static INSTALL: Once = Once::new();
 
@@ -52,15 +52,61 @@ static INSTALL: Once = Once::new();
 /// process-wide handler once and gives the calling thread an alternate signal
 /// stack if it has none. Called whenever stack memory is made.
 pub(crate) fn prepare_thread() {
-    INSTALL.call_once(|| unix::install_fault_handler(on_fault_at));
-    unix::ensure_alt_stack();
+    INSTALL.call_once(|| os::install_fault_handler(on_fault_at));
+    os::ensure_alt_stack();
 }
 
 /// The handler's hook: reports and aborts when `address` is in a guard of one
 /// of this thread's stacks, else returns. Async-signal-safe.
+#[cfg(unix)]
 fn on_fault_at(address: usize) {
     if let Some(hit) = registry::find_guard(address) {
         report_and_abort(&hit, address);
+    }
+}
+
+/// The exception handler's hook on Windows (src/stack/windows.rs): reports
+/// and ends the process for
+/// * `STATUS_STACK_OVERFLOW` anywhere in one of this thread's stacks (the OS
+///   raises it where it stopped growing the stack: in the guard, or in the
+///   stack when the thread's stack guarantee is larger than the guard);
+/// * an access violation or guard-page hit in a guard.
+///
+/// An access to the usable part of a stack that is not committed yet (code
+/// on another stack touching it, or a frame whose probes skipped the guard
+/// page) is not an overflow: the page is committed and the access retried.
+/// A `PAGE_GUARD` page touched from another stack loses its guard flag (the
+/// OS commits it), so the page below becomes the guard page, keeping the
+/// stack's growth with the OS. Everything else goes on to the next handler.
+#[cfg(windows)]
+fn on_fault_at(fault: os::Fault, address: usize) -> os::Verdict {
+    use os::{Fault, Verdict};
+    if fault == Fault::StackOverflow {
+        if let Some(hit) = registry::find_slot(address) {
+            report_and_abort(&hit, address);
+        }
+        return Verdict::Pass;
+    }
+    if let Some(hit) = registry::find_guard(address) {
+        report_and_abort(&hit, address);
+    }
+    let Some(hit) = registry::find_slot(address) else {
+        return Verdict::Pass;
+    };
+    match fault {
+        // SAFETY: `address` lies in the usable part of one of our stacks.
+        Fault::AccessViolation if unsafe { os::commit_page(address) } => Verdict::Retry,
+        Fault::GuardPage => {
+            let below = (address & !(crate::stack::page_size() - 1))
+                .checked_sub(crate::stack::page_size())
+                .filter(|&b| b >= hit.guard_end);
+            if let Some(below) = below {
+                // SAFETY: a page of the usable part of one of our stacks.
+                unsafe { os::arm_guard_page(below) };
+            }
+            Verdict::Retry
+        }
+        _ => Verdict::Pass,
     }
 }
 
@@ -83,8 +129,8 @@ fn report_and_abort(hit: &GuardHit, address: usize) -> ! {
     m.text(" at ");
     m.hex(address);
     m.text("; aborting (give it more room with Builder::stack_size)\n");
-    unix::write_stderr(m.as_bytes());
-    unix::abort()
+    os::write_stderr(m.as_bytes());
+    os::abort()
 }
 
 /// A message assembled in a fixed buffer: no allocation, no formatting

@@ -81,6 +81,20 @@ impl Table {
     }
 }
 
+/// The lowest start and highest end of every area any thread ever recorded:
+/// a fault outside is nobody's guard, which the handler learns without
+/// touching thread-local storage (which, where thread locals live in OS TLS
+/// slots, may allocate: too much for a thread stack that has just
+/// overflowed, on Windows where the handler runs on that stack).
+static LOWEST: AtomicUsize = AtomicUsize::new(usize::MAX);
+static HIGHEST: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether `address` may lie in some thread's area (see [`LOWEST`]).
+#[inline]
+fn may_be_recorded(address: usize) -> bool {
+    address >= LOWEST.load(Ordering::Relaxed) && address < HIGHEST.load(Ordering::Relaxed)
+}
+
 thread_local! {
     /// This thread's published table, or null. A `const` thread local with no
     /// destructor: reading it is one TLS access, safe inside a signal handler.
@@ -90,6 +104,9 @@ thread_local! {
 /// The slot, guard and stack of `address` if it lies in a guard of one of this
 /// thread's areas. Async-signal-safe: a TLS load and atomic loads only.
 pub(crate) fn find_guard(address: usize) -> Option<GuardHit> {
+    if !may_be_recorded(address) {
+        return None;
+    }
     let table = PUBLISHED.try_with(|p| p.load(Ordering::Acquire)).ok()?;
     // SAFETY: a published table stays allocated until a newer one (or null)
     // has been published on this thread, and this runs on this thread, either
@@ -129,6 +146,41 @@ pub(crate) fn find_guard(address: usize) -> Option<GuardHit> {
     None
 }
 
+/// The slot, guard and stack of `address` if it lies anywhere in one of this
+/// thread's areas, guard or stack (for Windows, where the OS reports a stack
+/// overflow at the page where it stopped growing the stack, which may lie in
+/// the stack when the thread's stack guarantee is larger than the guard).
+/// Async-signal-safe, as [`find_guard`].
+#[cfg(windows)]
+pub(crate) fn find_slot(address: usize) -> Option<GuardHit> {
+    if !may_be_recorded(address) {
+        return None;
+    }
+    let table = PUBLISHED.try_with(|p| p.load(Ordering::Acquire)).ok()?;
+    // SAFETY: as in find_guard.
+    let table = unsafe { table.as_ref() }?;
+    let len = table.len.load(Ordering::Acquire).min(table.records.len());
+    for record in &table.records[..len] {
+        let start = record.start.load(Ordering::Acquire);
+        if start == 0 || address < start || address >= record.end.load(Ordering::Relaxed) {
+            continue;
+        }
+        let stride = record.stride.load(Ordering::Relaxed);
+        if stride == 0 {
+            return None;
+        }
+        let slot = address - (address - start) % stride;
+        let guard = record.guard.load(Ordering::Relaxed);
+        return Some(GuardHit {
+            guard_start: slot,
+            guard_end: slot + guard,
+            top: slot + stride,
+            how: GuardHow::Page,
+        });
+    }
+    None
+}
+
 /// This thread's updater of the published table.
 pub(crate) struct Registry {
     /// Record index of each area, by start address.
@@ -147,6 +199,8 @@ impl Registry {
 
     /// Records `area`, so that a fault in one of its guards is reported.
     pub(crate) fn add(&mut self, area: Area) {
+        LOWEST.fetch_min(area.start, Ordering::Relaxed);
+        HIGHEST.fetch_max(area.end, Ordering::Relaxed);
         let vacant = self.vacant.pop();
         if vacant.is_none() {
             grow_if_full();
@@ -173,8 +227,14 @@ impl Registry {
         let Some(at) = self.index.remove(&start) else {
             return;
         };
-        // SAFETY: as in `add`; a recorded area implies a published table.
-        let table = unsafe { &*published() };
+        // SAFETY: as in `add`. A recorded area implies a published table,
+        // except at thread exit where thread locals live in OS TLS slots
+        // (Windows): there std may destroy PUBLISHED before the stack state
+        // and hand out a fresh, null one afterwards; nothing is published to
+        // clear then.
+        let Some(table) = (unsafe { published().as_ref() }) else {
+            return;
+        };
         table.records[at].start.store(0, Ordering::Release);
         self.vacant.push(at);
     }

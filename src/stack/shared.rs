@@ -36,7 +36,7 @@ use std::mem::ManuallyDrop;
 use memmap2::MmapMut;
 
 use crate::stack::registry::{Area, GuardHow, Registry};
-use crate::stack::{guard_size, unix, SlabStats};
+use crate::stack::{guard_size, os, SlabStats};
 
 /// Bytes of address space a region spans (at least one slot): reserved, not
 /// committed, so the size costs nothing but keeps the mapping count low: a
@@ -123,7 +123,7 @@ impl Shared {
         {
             let capacity = (REGION_BYTES / stride).max(1);
             let len = capacity.checked_mul(stride).ok_or(Failure::Map)?;
-            let map = unix::map_region(len).map_err(|_| Failure::Map)?;
+            let map = os::map_region(len).map_err(|_| Failure::Map)?;
             let start = map.as_ptr() as usize;
             registry.add(Area {
                 start,
@@ -145,7 +145,7 @@ impl Shared {
         let slot = region.start() + region.carved * stride;
         // SAFETY: the slot's guard bytes lie in our region and were never
         // handed out, so no memory in use is zapped.
-        unsafe { unix::install_guard(slot, guard) }.map_err(Failure::Guard)?;
+        unsafe { os::install_guard(slot, guard) }.map_err(Failure::Guard)?;
         region.carved += 1;
         Ok(slot + guard)
     }
@@ -155,7 +155,7 @@ impl Shared {
     /// kept) on the free list.
     pub(crate) fn give_back(&mut self, bottom: usize, usable: usize) {
         // SAFETY: the stack's usable range, in our region, no longer in use.
-        unsafe { unix::discard(bottom, usable) };
+        unsafe { os::discard(bottom, usable) };
         self.class(usable).free.push(bottom);
     }
 

@@ -23,7 +23,7 @@ use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::stack::registry::{Area, GuardHow, Registry};
-use crate::stack::{guard_size, unix};
+use crate::stack::{guard_size, os};
 
 /// Maps a stack of `usable` bytes (a page multiple) and records it in
 /// `registry` when there is one (there is none during thread teardown: an
@@ -32,13 +32,7 @@ pub(crate) fn map(usable: usize, registry: Option<&mut Registry>) -> io::Result<
     within_budget()?;
     let guard = guard_size();
     let len = usable + guard; // cannot overflow: usable_size_for checked it
-    let start = unix::map_stack_memory(len).map_err(|e| annotate(e, len))?;
-    // SAFETY: the lowest pages of the fresh mapping, which nothing uses.
-    if let Err(e) = unsafe { unix::protect_none(start, guard) } {
-        // SAFETY: our own mapping, not handed out.
-        unsafe { unix::unmap(start, len) };
-        return Err(annotate(e, len));
-    }
+    let start = map_guarded(len, guard).map_err(|e| annotate(e, len))?;
     LIVE.fetch_add(1, Ordering::Relaxed);
     if let Some(registry) = registry {
         registry.add(Area {
@@ -50,6 +44,28 @@ pub(crate) fn map(usable: usize, registry: Option<&mut Registry>) -> io::Result<
         });
     }
     Ok(start + guard)
+}
+
+/// A mapping of `len` bytes whose lowest `guard` bytes fault on any access:
+/// `mmap` and `mprotect(PROT_NONE)`.
+#[cfg(unix)]
+fn map_guarded(len: usize, guard: usize) -> io::Result<usize> {
+    let start = os::map_stack_memory(len)?;
+    // SAFETY: the lowest pages of the fresh mapping, which nothing uses.
+    if let Err(e) = unsafe { os::protect_none(start, guard) } {
+        // SAFETY: our own mapping, not handed out.
+        unsafe { os::unmap(start, len) };
+        return Err(e);
+    }
+    Ok(start)
+}
+
+/// A reservation of `len` bytes whose lowest `guard` bytes are never
+/// committed, with the top committed and a `PAGE_GUARD` page below it, as
+/// Windows lays out a thread stack (src/stack/windows.rs).
+#[cfg(windows)]
+fn map_guarded(len: usize, guard: usize) -> io::Result<usize> {
+    os::reserve_stack(len, guard)
 }
 
 /// Unmaps the stack of `usable` bytes at `bottom`, first removing it from
@@ -64,7 +80,7 @@ pub(crate) unsafe fn unmap(bottom: usize, usable: usize, registry: Option<&mut R
         registry.remove(start);
     }
     // SAFETY: per the contract: our mapping, guard included, unused.
-    unsafe { unix::unmap(start, usable + guard) };
+    unsafe { os::unmap(start, usable + guard) };
     LIVE.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -86,7 +102,7 @@ fn within_budget() -> io::Result<()> {
     if live < BUDGET.load(Ordering::Relaxed) {
         return Ok(());
     }
-    let (Some(max), Some(now)) = (unix::max_map_count(), unix::mapping_count()) else {
+    let (Some(max), Some(now)) = (os::max_map_count(), os::mapping_count()) else {
         BUDGET.store(usize::MAX, Ordering::Relaxed);
         return Ok(());
     };

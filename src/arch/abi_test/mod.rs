@@ -59,7 +59,8 @@ macro_rules! c_symbol {
     };
 }
 
-#[cfg_attr(target_arch = "x86_64", path = "x86_64.rs")]
+#[cfg_attr(all(target_arch = "x86_64", not(windows)), path = "x86_64.rs")]
+#[cfg_attr(all(target_arch = "x86_64", windows), path = "x86_64_windows.rs")]
 #[cfg_attr(target_arch = "x86", path = "x86.rs")]
 #[cfg_attr(target_arch = "aarch64", path = "aarch64.rs")]
 #[cfg_attr(target_arch = "riscv64", path = "riscv64.rs")]

@@ -526,10 +526,7 @@ fn wait_in<F: Future>(mut task: Rc<Shared>, fut: F) -> F::Output {
 /// task when a later poll resumes this greenlet.
 fn park(task: Rc<Shared>) -> Rc<Shared> {
     let me = Greenlet::current();
-    let poller = task
-        .poller
-        .take()
-        .expect("a poll in progress has a poller");
+    let poller = task.poller.take().expect("a poll in progress has a poller");
     // Keeps the poller's allocation, not the poller: a parked greenlet must
     // not keep whoever polled it last alive (that may own the task).
     let keep = poller.downgrade();
@@ -541,7 +538,10 @@ fn park(task: Rc<Shared>) -> Rc<Shared> {
     let view = ManuallyDrop::new(unsafe { ptr::read(&poller) });
     task.poller.set(Some(poller));
     let stale = task.resume.replace(Some(me));
-    debug_assert!(stale.is_none(), "a poll in progress took the task's waiting greenlet");
+    debug_assert!(
+        stale.is_none(),
+        "a poll in progress took the task's waiting greenlet"
+    );
     drop(stale);
     let weak = Rc::downgrade(&task);
     drop(task);
@@ -563,9 +563,7 @@ fn park(task: Rc<Shared>) -> Rc<Shared> {
 /// The task whose poll has just resumed a parked greenlet: the one it parked in.
 fn resumed_by(weak: &Weak<Shared>) -> Rc<Shared> {
     match polling() {
-        Some(task) if ptr::eq(Rc::as_ptr(&task), weak.as_ptr()) && !task.cx.get().is_null() => {
-            task
-        }
+        Some(task) if ptr::eq(Rc::as_ptr(&task), weak.as_ptr()) && !task.cx.get().is_null() => task,
         _ => panic!("greenlet::bridge::wait: resumed by a poll of another task"),
     }
 }

@@ -83,7 +83,7 @@ pub fn run_callback(f: impl FnOnce() + 'static) {
 fn wait(token: Token) -> io::Result<()> {
     let hub = hub();
     if hub.greenlet.is_current() {
-        return Err(io::Error::new(io::ErrorKind::Other, HubBlocked));
+        return Err(io::Error::other(HubBlocked));
     }
     let previous = hub.waiters.borrow_mut().insert(token, Greenlet::current());
     assert!(previous.is_none(), "two greenlets wait for one socket");
@@ -140,6 +140,23 @@ impl HubListener {
 pub struct HubConn {
     stream: TcpStream,
     token: Token,
+}
+
+/// Connects to `addr`, waiting (switching to the hub) until connected.
+pub fn connect(addr: std::net::SocketAddr) -> io::Result<HubConn> {
+    let conn = HubConn::new(TcpStream::connect(addr)?)?;
+    loop {
+        // Writable means the connection attempt is over: see whether it worked.
+        wait(conn.token)?;
+        if let Some(e) = conn.stream.take_error()? {
+            return Err(e);
+        }
+        match conn.stream.peer_addr() {
+            Ok(_) => return Ok(conn),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 impl HubConn {

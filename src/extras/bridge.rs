@@ -39,9 +39,8 @@
 //! poll's [`Context`] and the polling greenlet in a per-thread slot, then
 //! switches into the task's waiting greenlet (its own greenlet the first time;
 //! afterwards whichever greenlet of the task last called [`wait`]). [`wait`]
-//! pins its future on the waiting greenlet's stack and polls it with a
-//! `Context` holding a clone of that poll's waker; while the future is
-//! pending, it switches back to the polling greenlet, whose poll returns
+//! pins its future on the waiting greenlet's stack and polls it with that
+//! poll's `Context`; while the future is pending, it switches back to the polling greenlet, whose poll returns
 //! `Pending`. When the task's greenlet returns, its poll returns `Ready`; when
 //! it panics, the panic comes out of the poll.
 //!
@@ -256,6 +255,14 @@ struct PollGuard<'a> {
 impl Drop for PollGuard<'_> {
     fn drop(&mut self) {
         let shared = self.shared;
+        if shared.busy.get() {
+            // A wait of this task is in the middle of polling its future with
+            // this poll's Context (the future switched out of the task, and
+            // control came back here, or this greenlet was killed): ending
+            // the poll would leave it a dangling Context.
+            eprintln!("greenlet::bridge: a future polled by bridge::wait switched out of its task and its task's poll ended before that future's poll returned; the Context it borrows would dangle, so the process aborts");
+            std::process::abort();
+        }
         shared.cx.set(ptr::null());
         let poller = shared.poller.take();
         if self.reparented {
@@ -501,16 +508,14 @@ fn wait_in<F: Future>(mut task: Rc<Shared>, fut: F) -> F::Output {
             task.busy.set(true);
             let _busy = Busy(&task.busy);
             // SAFETY: `cx` is non-null only while the poll that stored it is
-            // in progress (its guard nulls it however the poll ends), and that
-            // poll's greenlet is suspended in its switch to us, so the
-            // `Context` it points at is alive and nothing else uses it now.
-            // We only clone its waker.
-            let waker = unsafe { (*task.cx.get().cast::<Context<'_>>()).waker().clone() };
-            // The future gets a Context of our own, on this stack: if its poll
-            // switches greenlets and the task's poll ends meanwhile, it can
-            // never hold a reference into the poll's frame.
-            let mut cx = Context::from_waker(&waker);
-            fut.as_mut().poll(&mut cx)
+            // in progress, and that poll's greenlet is suspended in its switch
+            // to this task, so the `Context` is alive and nothing else uses
+            // it. It stays alive until this poll of the future returns: the
+            // poll that owns it cannot end while `busy` is set (its guard
+            // aborts the process rather than let it dangle, for a future that
+            // switched out of the task in its poll and never came back).
+            let cx = unsafe { &mut *task.cx.get().cast_mut().cast::<Context<'_>>() };
+            fut.as_mut().poll(cx)
         };
         if let Poll::Ready(v) = out {
             return v;

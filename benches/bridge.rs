@@ -12,6 +12,9 @@
 //!
 //! Run: `cargo bench --bench bridge` (figures in docs/benchmarks.md).
 
+// Both example modules bring in examples/support/loopback.rs, each its own copy.
+#![allow(clippy::duplicate_mod)]
+
 use std::future::{ready, Future};
 use std::hint::black_box;
 use std::pin::Pin;

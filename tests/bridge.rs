@@ -15,6 +15,9 @@ use std::time::Duration;
 use greenlet::bridge::{self, Task};
 use greenlet::{greenlet_local, settrace, Error, Event, Generator, Greenlet, GreenletExit};
 
+#[path = "support/child.rs"]
+mod child;
+
 #[path = "../examples/async_bridge.rs"]
 #[allow(dead_code)]
 mod async_bridge;
@@ -745,6 +748,41 @@ fn a_parked_greenlet_switched_to_from_outside_panics_in_its_wait() {
     assert!(g.is_dead());
     let after = panic::catch_unwind(AssertUnwindSafe(|| poll_with(&mut task, &waker))).unwrap_err();
     assert!(panic_message(&*after).contains("after it completed"));
+}
+
+/// A future whose poll switches to the main greenlet (the poller) and so
+/// leaves the task in the middle of that poll.
+struct SwitchesOut;
+
+impl Future for SwitchesOut {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        Greenlet::main().switch("out of the poll");
+        Poll::Ready(())
+    }
+}
+
+#[test]
+fn a_poll_that_would_end_while_a_wait_borrows_its_context_aborts() {
+    if child::in_child() {
+        let mut task = bridge::spawn(|| bridge::wait(SwitchesOut));
+        let (_, waker) = counting_waker();
+        let _ = poll_with(&mut task, &waker);
+        unreachable!("the poll aborts the process");
+    }
+    let out = child::run_child("a_poll_that_would_end_while_a_wait_borrows_its_context_aborts");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the child went on: {stderr}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{stderr}");
+    }
+    assert!(
+        stderr.contains("the Context it borrows would dangle"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("unreachable"), "{stderr}");
 }
 
 #[test]

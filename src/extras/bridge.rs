@@ -173,6 +173,11 @@ fn task_for_wait() -> Option<Rc<Shared>> {
 /// assert!(format!("{task:?}").contains("unpolled"));
 /// drop(task); // the closure is dropped without running
 /// ```
+///
+/// ```compile_fail
+/// fn needs_send<T: Send>(_: T) {}
+/// needs_send(greenlet::bridge::spawn(|| ())); // error: `Task` owns a greenlet, which is `!Send`
+/// ```
 pub struct Task<R> {
     shared: Rc<Shared>,
     _result: PhantomData<fn() -> R>,

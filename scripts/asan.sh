@@ -27,6 +27,9 @@ export PROPTEST_CASES="${PROPTEST_CASES:-200}"
 # Symbolising a panic's backtrace under ASan takes more than a 64 KiB slab
 # stack holds; the tests that are about backtraces ask for them themselves.
 export RUST_BACKTRACE=0
+# Every ASan-instrumented switch is slow: the bridge's and the hub's loopback
+# loads run at 200 connections x 20 messages here (the tests say so loudly).
+export GREENLET_LOAD="${GREENLET_LOAD:-200,20}"
 run() {
   cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu --features asan \
     --no-fail-fast --lib --tests -- "$@"

@@ -61,7 +61,8 @@
 //! it ([`stack`]). The layers, bottom up, are folders of `src/`: `arch` (the
 //! door to the assembly), `stack` (memory, guards, the overflow handler),
 //! `greenlet` (the core: objects, switching, death) and `extras` (generators,
-//! greenlet-local storage), with the public API re-exported here. See
+//! greenlet-local storage, the async [`bridge`]), with the public API
+//! re-exported here. See
 //! `docs/design.md` for the layers, `docs/benchmarks.md` for what a switch
 //! costs and `docs/semantics.md` for the mapping from Python's greenlet.
 //!
@@ -83,6 +84,7 @@ mod extras;
 mod greenlet;
 pub mod stack;
 
+pub use crate::extras::bridge;
 pub use crate::extras::generator::{Generator, GeneratorState, Yielder};
 pub use crate::extras::local::GreenletLocal;
 pub use crate::greenlet::builder::Builder;

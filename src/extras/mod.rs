@@ -1,5 +1,6 @@
-//! Extras built on the greenlet core's public API: typed generators and
-//! greenlet-local storage.
+//! Extras built on the greenlet core's public API: typed generators,
+//! greenlet-local storage and the async bridge.
 
+pub mod bridge;
 pub(crate) mod generator;
 pub(crate) mod local;

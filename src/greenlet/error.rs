@@ -13,6 +13,7 @@ use std::fmt;
 /// // A `std::error::Error`, so `?` turns it into a `Box<dyn Error>`.
 /// let boxed: Box<dyn std::error::Error> = Error::CyclicParent.into();
 /// assert!(boxed.to_string().contains("cannot be its own ancestor"));
+/// assert!(Error::NotInTask.to_string().contains("bridge::spawn"));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -21,6 +22,10 @@ pub enum Error {
     CyclicParent,
     /// `set_parent` was called on a main greenlet, which never has a parent.
     ParentOfMain,
+    /// `bridge::try_wait` was called where no bridge task is being polled for
+    /// the current greenlet, or from inside a future that a wait is polling
+    /// (SPEC B4).
+    NotInTask,
 }
 
 impl fmt::Display for Error {
@@ -28,6 +33,7 @@ impl fmt::Display for Error {
         f.write_str(match self {
             Error::CyclicParent => "cyclic parent chain: a greenlet cannot be its own ancestor",
             Error::ParentOfMain => "a main greenlet cannot have a parent",
+            Error::NotInTask => "not inside a bridge task: waiting needs a task made with bridge::spawn being polled for the current greenlet (and is refused inside a future that a wait is polling)",
         })
     }
 }

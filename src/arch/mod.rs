@@ -137,3 +137,4 @@ pub(crate) unsafe fn init_stack(stack_top: *mut u8, entry: EntryFn, arg: usize) 
 #[cfg(all(test, target_arch = "x86_64"))]
 mod abi_test;
 pub(crate) mod bare;
+pub(crate) mod debug_frame;

@@ -15,6 +15,7 @@
 //! | `introspect.rs` | backtraces of suspended greenlets, stack usage |
 //! | `locals.rs` | the per-greenlet table of greenlet-local values |
 //! | `spare.rs` | recycled greenlet objects |
+//! | `registry.rs` | the live greenlets of each thread and the exported debug table (SPEC §10) |
 //! | `value.rs`, `error.rs` | `Value`; `Error` and `GreenletExit` |
 //! | `report.rs` | one-line reports on stderr of what cannot be returned |
 
@@ -26,6 +27,7 @@ mod introspect;
 mod kill;
 pub(crate) mod locals;
 mod object;
+mod registry;
 mod report;
 mod spare;
 mod switch;

@@ -121,6 +121,8 @@ impl Inner {
                 locals: Locals::new(),
             })
         };
+        // SAFETY: just written, from spare::slot. Debugger registry (issue 21).
+        unsafe { super::registry::born(object) };
         object
     }
 

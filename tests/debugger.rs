@@ -65,7 +65,6 @@ fn scenario_main() {
     black_box((&alpha, &beta, &unstarted, &dead));
 }
 
-
 /// One `info greenlets` row: (running mark, id, state, parent, function).
 #[derive(Debug)]
 struct Row {
@@ -489,4 +488,107 @@ fn the_script_does_nothing_in_a_program_without_greenlets() {
     );
     assert!(text.contains("no greenlet_0_1_0_debug symbol"), "{text}");
     assert!(!text.contains("Python Exception"), "{text}");
+}
+
+/// Busy for a while, in a greenlet: what `perf` should see.
+#[inline(never)]
+fn spin_in_greenlet() -> u64 {
+    let mut x = 1u64;
+    for _ in 0..100_000_000u64 {
+        x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+    x
+}
+
+/// The side that starts the busy greenlet, as the resumer.
+#[inline(never)]
+fn perf_resumer_side(g: &Greenlet) {
+    black_box(g.switch(()));
+}
+
+/// `perf record -e cpu-clock --call-graph fp` of a CPU-bound greenlet: its
+/// samples' call chains, walked by frame pointers, go from the busy function
+/// through the closure down to the greenlet's entry, and stop there (the
+/// trampoline's zero frame pointer), without running onto another stack.
+#[test]
+fn perf_frame_pointer_call_chains_of_a_greenlet_end_at_its_entry() {
+    const NAME: &str = "perf_frame_pointer_call_chains_of_a_greenlet_end_at_its_entry";
+    if child::in_child() {
+        let g = Greenlet::new(|_| spin_in_greenlet());
+        perf_resumer_side(&g);
+        return;
+    }
+    if child::emulated() {
+        eprintln!("NOTE: PERF CHECK NOT RUN: this test binary runs under emulation");
+        return;
+    }
+    let dir = std::env::temp_dir();
+    let data = dir.join(format!("greenlet-perf-{}.data", std::process::id()));
+    let exe = std::env::current_exe().unwrap();
+    let record = Command::new("perf")
+        .args([
+            "record",
+            "-q",
+            "-e",
+            "cpu-clock",
+            "--call-graph",
+            "fp",
+            "-o",
+        ])
+        .arg(&data)
+        .arg("--")
+        .arg(&exe)
+        .args([NAME, "--exact", "--test-threads=1"])
+        .env("GREENLET_TEST_CHILD", "1")
+        .env_remove("LD_PRELOAD")
+        .output();
+    let out = match record {
+        Ok(out) if out.status.success() => out,
+        other => {
+            eprintln!("NOTE: PERF CHECK NOT RUN: `perf record` cannot run here ({other:?}); install linux-perf and allow perf events (perf_event_paranoid) to run it");
+            return;
+        }
+    };
+    drop(out);
+    let script = Command::new("perf")
+        .args(["script", "-F", "ip,sym", "-i"])
+        .arg(&data)
+        .output()
+        .expect("perf script");
+    let _ = std::fs::remove_file(&data);
+    let text = String::from_utf8_lossy(&script.stdout);
+    // Samples are separated by blank lines; each lists its chain innermost first.
+    let chains: Vec<Vec<&str>> = text
+        .split("\n\n")
+        .map(|s| s.lines().map(str::trim).filter(|l| !l.is_empty()).collect())
+        .filter(|c: &Vec<&str>| c.iter().any(|l| l.contains("spin_in_greenlet")))
+        .collect();
+    assert!(
+        chains.len() >= 10,
+        "perf saw too few samples in spin_in_greenlet ({}):\n{text}",
+        chains.len()
+    );
+    for chain in &chains {
+        // Innermost first: nothing after the trampoline, and never the
+        // frames of the side that switched in (the walk stays on the
+        // greenlet's stack).
+        if let Some(at) = chain
+            .iter()
+            .position(|f| f.contains("greenlet_0_1_0_entry"))
+        {
+            assert_eq!(at, chain.len() - 1, "frames past the trampoline: {chain:?}");
+        }
+        assert!(
+            !chain.iter().any(|f| f.contains("perf_resumer_side")),
+            "a frame-pointer walk ran onto the resumer's stack: {chain:?}"
+        );
+    }
+    if chains.iter().all(|c| c.len() == 1) {
+        eprintln!(
+            "NOTE: this build omits frame pointers, so every chain is its leaf alone ({} samples); \
+             with RUSTFLAGS=-Cforce-frame-pointers=yes they run spin_in_greenlet, entry, \
+             greenlet_0_1_0_entry (docs/backtraces.md, perf)",
+            chains.len()
+        );
+    }
 }

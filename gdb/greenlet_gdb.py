@@ -381,13 +381,17 @@ def _running_in():
     return None
 
 
+_HASH = re.compile(r"::h[0-9a-f]{16}$")
+
+
 def _function_of(g):
+    # Names from the symbol table alone (no debug info) end in a hash.
     if g.state == "suspended":
-        return _suspended_in(g) or "?"
+        return _HASH.sub("", _suspended_in(g) or "?")
     if g.state == "running":
-        return _running_in() or "?"
+        return _HASH.sub("", _running_in() or "?")
     if g.state == "unstarted":
-        entry = g.entry_function()
+        entry = _HASH.sub("", g.entry_function() or "")
         return "(not started%s)" % (": " + entry if entry else "")
     return ""
 

@@ -21,9 +21,10 @@
 #
 # A suspended greenlet's registers come from its saved frame through an
 # unwinder: while a `greenlet ID ...` command runs, the thread's innermost
-# frame is given, as its caller, the greenlet's innermost frame (resume
-# address, stack pointer and the registers the switch saved), and that first
-# frame is hidden from backtraces. Nothing is written to the inferior.
+# real frame is given, as its caller, the greenlet's innermost frame (resume
+# address, stack pointer and the registers the switch saved), and that frame
+# (with any inlined into it) is hidden from backtraces. Nothing is written to
+# the inferior.
 
 import re
 import struct
@@ -246,6 +247,10 @@ def _find(ident):
 # -- the unwinder and the frame filter that show a suspended greenlet --------
 
 _active = None  # the Greenlet whose frames are being shown, or None
+# The level of the thread's innermost real (not inlined) frame, the one the
+# unwinder gives the greenlet's frames as callers; it and the inlined frames
+# inside it are hidden while a greenlet is shown.
+_active_level = 0
 
 
 class _GreenletUnwinder(_Unwinder):
@@ -259,7 +264,7 @@ class _GreenletUnwinder(_Unwinder):
         g = _active
         if g is None:
             return None
-        if hasattr(pending_frame, "level") and pending_frame.level() != 0:
+        if hasattr(pending_frame, "level") and pending_frame.level() != _active_level:
             return None
         regs = g.saved_registers()
         if regs is None:
@@ -295,16 +300,29 @@ class _HideFirstFrame(object):
     def filter(self, frames):
         if _active is None:
             return frames
-        return _skip_first(frames)
+        return _skip_thread_frames(frames)
 
 
-def _skip_first(frames):
-    first = True
+def _skip_thread_frames(frames):
     for f in frames:
-        if first:
-            first = False
+        if f.inferior_frame().level() <= _active_level:
             continue
         yield f
+
+
+def _first_real_level():
+    """The level of the innermost frame that is not an inlined one."""
+    frame, level = gdb.newest_frame(), 0
+    while frame is not None and frame.type() == gdb.INLINE_FRAME:
+        frame, level = frame.older(), level + 1
+    return level
+
+
+def _first_greenlet_frame():
+    frame = gdb.newest_frame()
+    for _ in range(_active_level + 1):
+        frame = frame.older()
+    return frame
 
 
 class _Showing(object):
@@ -314,16 +332,19 @@ class _Showing(object):
         self.g = g
 
     def __enter__(self):
-        global _active
+        global _active, _active_level
         if self.g.saved_registers() is None:
             raise gdb.GdbError("greenlet: no saved-frame description for this CPU in the debug table")
         try:
             self.selected = gdb.selected_frame()
         except gdb.error:
             self.selected = None
-        _active = self.g
+        _active, _active_level = None, 0
         gdb.invalidate_cached_frames()
-        first = gdb.newest_frame().older()
+        level = _first_real_level()
+        _active, _active_level = self.g, level
+        gdb.invalidate_cached_frames()
+        first = _first_greenlet_frame()
         # Select the frame the greenlet is suspended in: the first one
         # outside the crate and std (else its innermost).
         frame, depth = first, 0
@@ -336,8 +357,8 @@ class _Showing(object):
         return self
 
     def __exit__(self, *exc):
-        global _active
-        _active = None
+        global _active, _active_level
+        _active, _active_level = None, 0
         gdb.invalidate_cached_frames()
         try:
             gdb.newest_frame().select()
@@ -350,7 +371,7 @@ def _suspended_in(g):
     """The first frame of a suspended greenlet outside the crate and std."""
     try:
         with _Showing(g):
-            frame = gdb.newest_frame().older()
+            frame = _first_greenlet_frame()
             first = None
             depth = 0
             while frame is not None and depth < 64:
@@ -432,8 +453,9 @@ class _GreenletCommand(gdb.Command):
 Usage: greenlet ID COMMAND        e.g. greenlet 3 bt, greenlet 3 frame 2,
                                   greenlet 3 info locals
        greenlet apply all COMMAND in every suspended greenlet of the thread
-The greenlet's frames are numbered from 1: frame 1 is the innermost one,
-where it switched away; `frame N` picks its frame N. Other frame commands
+The greenlet's frames are numbered from 1 (one more for each inlined
+frame the thread stopped in): frame 1 is the innermost one, where it
+switched away; `frame N` picks its frame N. Other frame commands
 (`info locals`, `print`) act on the frame it is suspended in: the first
 one outside the crate and std (the function `info greenlets` names)."""
 

@@ -9,7 +9,7 @@
 use std::any::Any;
 use std::rc::Rc;
 
-use crate::greenlet::locals;
+use crate::greenlet::thread::{local_get, local_insert};
 
 /// A key for a value that each greenlet has its own copy of, initialised on
 /// first use in that greenlet. Declare one with [`greenlet_local!`](crate::greenlet_local).
@@ -71,12 +71,12 @@ impl<T: 'static> GreenletLocal<T> {
     /// ```
     pub fn with<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
         let key = self.key();
-        let value = match locals::get(key) {
+        let value = match local_get(key) {
             Some(v) => v,
             None => {
                 // Initialise outside the table: `init` may use other keys.
                 let fresh: Rc<dyn Any> = Rc::new((self.init)());
-                drop(locals::insert(key, fresh.clone()));
+                drop(local_insert(key, fresh.clone()));
                 fresh
             }
         };
@@ -100,7 +100,7 @@ impl<T: 'static> GreenletLocal<T> {
     pub fn set(&'static self, value: T) {
         // The old value is dropped after the table is left: its destructor
         // may use greenlet-locals too.
-        drop(locals::insert(self.key(), Rc::new(value)));
+        drop(local_insert(self.key(), Rc::new(value)));
     }
 
     /// Has the current greenlet a value for this key yet?
@@ -115,7 +115,7 @@ impl<T: 'static> GreenletLocal<T> {
     /// assert_eq!(g.switch(()).downcast::<bool>().unwrap(), false);
     /// ```
     pub fn is_set(&'static self) -> bool {
-        locals::get(self.key()).is_some()
+        local_get(self.key()).is_some()
     }
 }
 

@@ -4,8 +4,7 @@ use std::io;
 use std::mem;
 
 use super::entry;
-use super::handle::Greenlet;
-use super::object::{Closure, Inner};
+use super::object::{Closure, Greenlet, Inner};
 use super::value::Value;
 use super::{registry, spare};
 use crate::arch;

@@ -10,6 +10,7 @@ use std::mem::MaybeUninit;
 use std::panic::{self, AssertUnwindSafe};
 
 use super::object::{first_live, Inner, State};
+use super::report::{drop_quietly, quietly};
 use super::switch::{death_by_panic, is_value, leave, resumed_message, Message, Record};
 use super::thread;
 use super::value::Value;
@@ -155,26 +156,4 @@ fn mark_dead(inner: &Inner) -> (*const Inner, *mut Record) {
     // SAFETY: the parent link keeps the parent live.
     let parent = unsafe { first_live(parent) };
     (parent, LAST_RECORD.with(|slot| slot.get().cast::<Record>()))
-}
-
-/// Drops a value whose destructor might panic, containing the panic.
-pub(crate) fn drop_quietly<T>(value: T) {
-    quietly(move || drop(value))
-}
-
-/// Runs a cleanup step whose destructors might panic, containing the panic.
-fn quietly(cleanup: impl FnOnce()) {
-    if let Err(mut payload) = panic::catch_unwind(AssertUnwindSafe(cleanup)) {
-        super::report::report("greenlet: a destructor panicked while a value was being discarded; that panic is ignored");
-        // That panic's payload may panic when dropped too: drop it (and its
-        // successors) a bounded number of times, then leak what is left
-        // rather than loop for ever.
-        for _ in 0..8 {
-            match panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-                Ok(()) => return,
-                Err(next) => payload = next,
-            }
-        }
-        std::mem::forget(payload);
-    }
 }

@@ -1,42 +1,19 @@
-//! Handles: [`Greenlet`] and [`WeakGreenlet`], the public face of a greenlet
-//! object (`object.rs`).
+//! The public face of a greenlet: the API of [`Greenlet`] (whose handle
+//! type is defined with the object it points at, `object.rs`) and
+//! [`WeakGreenlet`]. The top of the core: it names every file below it and
+//! none names it.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 
 use super::builder::Builder;
 use super::error::Error;
-use super::object::{self, Inner, State};
+pub use super::object::Greenlet;
+use super::object::{Inner, State};
 use super::switch::{self, Message};
 use super::value::Value;
 use super::{introspect, spare, thread};
-
-/// A handle to a greenlet: a pseudo-thread with its own stack that runs only
-/// when something [`switch`](Greenlet::switch)es to it.
-///
-/// Handles are cheap to clone (a non-atomic count), compare and hash by
-/// identity, and are neither `Send` nor `Sync`: a greenlet belongs to the
-/// thread that made it. When the last handle to a suspended greenlet drops, the
-/// greenlet is killed: [`GreenletExit`](crate::GreenletExit) is thrown into it so that every
-/// destructor on its stack runs (SPEC S10).
-///
-/// ```
-/// use greenlet::Greenlet;
-/// let g = Greenlet::new(|x| {
-///     let x: i32 = x.downcast().unwrap();
-///     let y: i32 = Greenlet::main().switch(x + 1).downcast().unwrap();
-///     x + y
-/// });
-/// assert_eq!(g.switch(1).downcast::<i32>().unwrap(), 2); // g paused in its switch
-/// assert_eq!(g.switch(10).downcast::<i32>().unwrap(), 11); // g returned 1 + 10
-/// assert!(g.is_dead());
-/// ```
-pub struct Greenlet {
-    ptr: NonNull<Inner>,
-    _not_send: PhantomData<*const Inner>,
-}
 
 impl Greenlet {
     /// Creates a greenlet that will run `run(arg)` on its own stack (of
@@ -116,7 +93,7 @@ impl Greenlet {
     /// ```
     #[inline]
     pub fn switch<T: 'static>(&self, arg: T) -> Value {
-        switch::switch_value(self.ptr.as_ptr(), Value::new(arg))
+        switch::switch_value(self.as_ptr(), Value::new(arg))
     }
 
     /// Switches to this greenlet and raises `err` there as a panic payload (with
@@ -139,7 +116,7 @@ impl Greenlet {
     /// assert_eq!(g.throw("stop").downcast::<&str>().unwrap(), "stop");
     /// ```
     pub fn throw<E: std::any::Any + Send>(&self, err: E) -> Value {
-        switch::switch_slow(self.ptr.as_ptr(), Message::Throw(Box::new(err)))
+        switch::switch_slow(self.as_ptr(), Message::Throw(Box::new(err)))
     }
 
     /// The parent: where control goes when this greenlet dies. `None` only for a
@@ -174,9 +151,9 @@ impl Greenlet {
         if self.is_main() {
             return Err(Error::ParentOfMain);
         }
-        let mut ancestor = Some(parent.ptr.as_ptr() as *const Inner);
+        let mut ancestor = Some(parent.as_ptr());
         while let Some(p) = ancestor {
-            if std::ptr::eq(p, self.ptr.as_ptr()) {
+            if std::ptr::eq(p, self.as_ptr()) {
                 return Err(Error::CyclicParent);
             }
             // SAFETY: `parent` is live (we hold a handle) and each parent link
@@ -203,7 +180,8 @@ impl Greenlet {
         let inner = self.inner();
         inner.weak.set(inner.weak.get() + 1);
         WeakGreenlet {
-            ptr: self.ptr,
+            // SAFETY: a handle's pointer is never null.
+            ptr: unsafe { NonNull::new_unchecked(self.as_ptr() as *mut Inner) },
             _not_send: PhantomData,
         }
     }
@@ -265,7 +243,7 @@ impl Greenlet {
     /// assert_eq!(g.switch(()).downcast::<bool>().unwrap(), true);
     /// ```
     pub fn is_current(&self) -> bool {
-        std::ptr::eq(thread::current_ptr(), self.ptr.as_ptr())
+        std::ptr::eq(thread::current_ptr(), self.as_ptr())
     }
 
     /// The call stack of this greenlet where it is suspended, the way Python
@@ -295,52 +273,7 @@ impl Greenlet {
     /// assert!(g.is_dead() && g.backtrace().is_none());
     /// ```
     pub fn backtrace(&self) -> Option<std::backtrace::Backtrace> {
-        introspect::backtrace(self.ptr.as_ptr())
-    }
-
-    /// The greenlet object this handle points at.
-    #[inline(always)]
-    pub(crate) fn as_ptr(&self) -> *const Inner {
-        self.ptr.as_ptr()
-    }
-
-    /// Gives up the handle without dropping its count, which the caller now owns.
-    pub(crate) fn into_raw(self) -> NonNull<Inner> {
-        let ptr = self.ptr;
-        std::mem::forget(self);
-        ptr
-    }
-
-    #[inline]
-    pub(crate) fn inner(&self) -> &Inner {
-        // SAFETY: a strong handle keeps the Inner allocated.
-        unsafe { self.ptr.as_ref() }
-    }
-
-    /// Adopts one strong reference that the caller owns.
-    ///
-    /// # Safety
-    /// `ptr` must be live and the caller must own one strong count on it.
-    #[inline]
-    pub(crate) unsafe fn from_raw(ptr: *const Inner) -> Greenlet {
-        // SAFETY: live pointers are non-null.
-        Greenlet {
-            ptr: unsafe { NonNull::new_unchecked(ptr as *mut Inner) },
-            _not_send: PhantomData,
-        }
-    }
-
-    /// Makes a new strong handle.
-    ///
-    /// # Safety
-    /// `ptr` must be live.
-    #[inline]
-    pub(crate) unsafe fn from_raw_clone(ptr: *const Inner) -> Greenlet {
-        // SAFETY: live per the caller; the new count is owned by the handle.
-        unsafe {
-            Inner::inc_strong(ptr);
-            Greenlet::from_raw(ptr)
-        }
+        introspect::backtrace(self.as_ptr())
     }
 
     fn state_name(&self) -> &'static str {
@@ -349,27 +282,6 @@ impl Greenlet {
             State::Dead => "dead",
             State::Running => "running",
             State::Suspended => "suspended",
-        }
-    }
-}
-
-impl Clone for Greenlet {
-    #[inline]
-    fn clone(&self) -> Greenlet {
-        // SAFETY: self keeps the Inner live.
-        unsafe { Greenlet::from_raw_clone(self.ptr.as_ptr()) }
-    }
-}
-
-impl Drop for Greenlet {
-    #[inline]
-    fn drop(&mut self) {
-        let inner = self.inner();
-        let n = inner.strong.get() - 1;
-        inner.strong.set(n);
-        if n == 0 {
-            // SAFETY: the count just reached zero through this handle.
-            unsafe { object::release(self.ptr) }
         }
     }
 }
@@ -384,24 +296,10 @@ impl std::panic::RefUnwindSafe for Greenlet {}
 impl std::panic::UnwindSafe for WeakGreenlet {}
 impl std::panic::RefUnwindSafe for WeakGreenlet {}
 
-impl PartialEq for Greenlet {
-    fn eq(&self, other: &Greenlet) -> bool {
-        self.ptr == other.ptr
-    }
-}
-
-impl Eq for Greenlet {}
-
-impl Hash for Greenlet {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.ptr.hash(state)
-    }
-}
-
 impl fmt::Debug for Greenlet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Greenlet");
-        d.field("id", &self.ptr.as_ptr());
+        d.field("id", &self.as_ptr());
         d.field("state", &self.state_name());
         if self.is_main() {
             d.field("main", &true);

@@ -13,10 +13,13 @@
 use std::backtrace::Backtrace;
 
 use super::object::{Inner, State};
-use super::switch::INTROSPECT;
 use super::thread;
 use crate::arch::{self, Transfer};
 use crate::stack::{sanitizer, sanitizer::FakeStack, GuardMode};
+
+/// Tag (in the low bits of a switch's third word, `switch.rs`): the words
+/// are an introspection request, not a switch.
+pub(crate) const INTROSPECT: usize = 1;
 
 /// Lives on the requester's stack while the target captures its backtrace.
 struct Request {

@@ -7,8 +7,6 @@ use std::any::Any;
 use std::cell::UnsafeCell;
 use std::rc::Rc;
 
-use super::thread;
-
 /// `(key, value)` pairs: the key is the address of a `GreenletLocal`.
 type Slots = Vec<(usize, Rc<dyn Any>)>;
 
@@ -29,7 +27,7 @@ impl Locals {
         }
     }
 
-    fn get(&self, key: usize) -> Option<Rc<dyn Any>> {
+    pub(crate) fn get(&self, key: usize) -> Option<Rc<dyn Any>> {
         // SAFETY: see `slots`; the clone runs no user code.
         let slots = unsafe { (*self.slots.get()).as_deref()? };
         slots
@@ -38,7 +36,7 @@ impl Locals {
             .map(|(_, v)| v.clone())
     }
 
-    fn insert(&self, key: usize, value: Rc<dyn Any>) -> Option<Rc<dyn Any>> {
+    pub(crate) fn insert(&self, key: usize, value: Rc<dyn Any>) -> Option<Rc<dyn Any>> {
         // SAFETY: see `slots`; the replaced value is returned, not dropped here.
         let slots = unsafe { (*self.slots.get()).get_or_insert_with(Box::default) };
         match slots.iter_mut().find(|(k, _)| *k == key) {
@@ -64,21 +62,4 @@ impl Locals {
         let slots = unsafe { (*self.slots.get()).take() };
         drop(slots);
     }
-}
-
-/// Runs `f` with the running greenlet's table.
-fn with_current<R>(f: impl FnOnce(&Locals) -> R) -> R {
-    // SAFETY: the running greenlet is live while it runs.
-    f(unsafe { &(*thread::current_ptr()).locals })
-}
-
-/// The running greenlet's value for `key`, if it has one.
-pub(crate) fn get(key: usize) -> Option<Rc<dyn Any>> {
-    with_current(|l| l.get(key))
-}
-
-/// Sets the running greenlet's value for `key`; returns the old one for the
-/// caller to drop.
-pub(crate) fn insert(key: usize, value: Rc<dyn Any>) -> Option<Rc<dyn Any>> {
-    with_current(|l| l.insert(key, value))
 }

@@ -1,5 +1,8 @@
 //! The greenlet object that handles point at ([`Inner`]), its states, its
-//! reference counts, and what happens when the last strong handle goes.
+//! reference counts, and the handle type itself ([`Greenlet`]: a counted
+//! pointer; its API is in `handle.rs`, its release at the last count in
+//! `kill.rs`). The bottom of the core with `value.rs`, `error.rs`,
+//! `report.rs` and `locals.rs`: it names nothing above it.
 //!
 //! Counts are hand-rolled rather than an `Rc` because the last strong handle
 //! to a suspended greenlet must be able to *resurrect* it for the duration of
@@ -7,19 +10,18 @@
 //!
 //! The running greenlet is not counted: the thread's CURRENT pointer owns no
 //! reference, so a switch moves no count. Instead nothing frees a greenlet
-//! while it runs ([`release`] leaves a running one alone), and the switch
+//! while it runs (the release leaves a running one alone), and the switch
 //! notices when the greenlet it leaves has no handle left (`switch.rs`), which
 //! is when the kill or the release happens.
 
-use std::any::Any;
 use std::cell::Cell;
-use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 
-use super::handle::Greenlet;
+use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
+
 use super::locals::Locals;
-use super::spare;
-use crate::stack::{self, Stack};
+use crate::stack::Stack;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 #[repr(u8)]
@@ -62,13 +64,13 @@ pub(crate) struct Inner {
     pub(crate) resumer: Cell<*const Inner>,
     pub(crate) strong: Cell<usize>,
     pub(crate) state: Cell<State>,
-    is_main: bool,
+    pub(crate) is_main: bool,
     /// Set while the greenlet is being killed because its last handle dropped:
     /// weak handles no longer upgrade.
     pub(crate) dying: Cell<bool>,
-    /// Set once [`release`] has emptied it: only the allocation is left, for
-    /// weak handles to see.
-    released: Cell<bool>,
+    /// Set once the release (`kill.rs`) has emptied it: only the allocation
+    /// is left, for weak handles to see.
+    pub(crate) released: Cell<bool>,
     pub(crate) weak: Cell<usize>,
     /// Strong link up the tree; `None` only for a main greenlet (and after
     /// release).
@@ -101,29 +103,22 @@ impl Inner {
     }
 
     /// A main greenlet for the calling thread, running, with strong count 1
-    /// (the thread's guard's).
-    pub(crate) fn new_main() -> *const Inner {
-        let object = spare::slot();
-        // SAFETY: a fresh slot with Inner's layout, written once.
-        unsafe {
-            object.write(Inner {
-                sp: Cell::new(ptr::null_mut()),
-                resumer: Cell::new(ptr::null()),
-                strong: Cell::new(1),
-                state: Cell::new(State::Running),
-                is_main: true,
-                dying: Cell::new(false),
-                released: Cell::new(false),
-                weak: Cell::new(0),
-                parent: Cell::new(None),
-                stack: Cell::new(None),
-                closure: Cell::new(None),
-                locals: Locals::new(),
-            })
-        };
-        // SAFETY: just written, from spare::slot. Debugger registry (issue 21).
-        unsafe { super::registry::born(object) };
-        object
+    /// (the thread's guard's), to be written into a fresh allocation.
+    pub(crate) fn main() -> Inner {
+        Inner {
+            sp: Cell::new(ptr::null_mut()),
+            resumer: Cell::new(ptr::null()),
+            strong: Cell::new(1),
+            state: Cell::new(State::Running),
+            is_main: true,
+            dying: Cell::new(false),
+            released: Cell::new(false),
+            weak: Cell::new(0),
+            parent: Cell::new(None),
+            stack: Cell::new(None),
+            closure: Cell::new(None),
+            locals: Locals::new(),
+        }
     }
 
     #[inline]
@@ -169,7 +164,7 @@ impl Inner {
         this
     }
 
-    /// Does the object hold nothing that needs dropping (what [`release`]
+    /// Does the object hold nothing that needs dropping (what the release
     /// leaves)?
     pub(crate) fn owns_nothing(&self) -> bool {
         // SAFETY: plain reads of Option discriminants, as in parent_ptr.
@@ -180,7 +175,7 @@ impl Inner {
 
     /// Does the object own nothing but (maybe) its parent link?
     #[inline]
-    fn owns_only_its_parent(&self) -> bool {
+    pub(crate) fn owns_only_its_parent(&self) -> bool {
         // SAFETY: plain reads of Option discriminants, as in parent_ptr.
         let stack = unsafe { (*self.stack.as_ptr()).is_none() };
         // SAFETY: as above.
@@ -216,116 +211,96 @@ pub(crate) unsafe fn first_live(mut g: *const Inner) -> *const Inner {
     }
 }
 
-/// Called when the strong count has just dropped to zero.
+/// A handle to a greenlet: a pseudo-thread with its own stack that runs only
+/// when something [`switch`](Greenlet::switch)es to it.
 ///
-/// A running greenlet is left alone: the switch that leaves it, or its death,
-/// comes back here. A suspended one is killed (SPEC S10). Anything else (dead,
-/// unstarted, a main greenlet that no longer runs) releases what it owns.
+/// Handles are cheap to clone (a non-atomic count), compare and hash by
+/// identity, and are neither `Send` nor `Sync`: a greenlet belongs to the
+/// thread that made it. When the last handle to a suspended greenlet drops, the
+/// greenlet is killed: [`GreenletExit`](crate::GreenletExit) is thrown into it so that every
+/// destructor on its stack runs (SPEC S10).
 ///
-/// Releasing a greenlet drops its parent link, which may be the parent's last
-/// handle, and so on up a chain that can be tens of thousands long: the walk
-/// up is a loop, not a recursion, so it cannot overflow the stack.
-///
-/// # Safety
-/// `this` must be live, with strong count 0.
-#[inline]
-pub(crate) unsafe fn release(this: NonNull<Inner>) {
-    // SAFETY: live per the caller.
-    let inner = unsafe { this.as_ref() };
-    // The common case, kept short: the last handle to a greenlet that died
-    // (its stack and closure are gone already), whose parent has other
-    // handles, and no weak handle.
-    if inner.state.get() == State::Dead && inner.weak.get() == 0 && inner.owns_only_its_parent() {
-        let parent = inner.parent.take();
-        if let Some(parent) = parent {
-            // SAFETY: the link is a strong handle, so the parent is live.
-            let parent_inner = unsafe { &*parent.as_ptr() };
-            if parent_inner.strong.get() > 1 {
-                inner.released.set(true);
-                // SAFETY: no handle of either kind is left, and it owns nothing.
-                unsafe { spare::free(this.as_ptr()) };
-                return drop(parent); // a plain decrement
-            }
-            inner.parent.set(Some(parent));
-        }
-    }
-    // SAFETY: forwarded.
-    unsafe { release_all(this) }
+/// ```
+/// use greenlet::Greenlet;
+/// let g = Greenlet::new(|x| {
+///     let x: i32 = x.downcast().unwrap();
+///     let y: i32 = Greenlet::main().switch(x + 1).downcast().unwrap();
+///     x + y
+/// });
+/// assert_eq!(g.switch(1).downcast::<i32>().unwrap(), 2); // g paused in its switch
+/// assert_eq!(g.switch(10).downcast::<i32>().unwrap(), 11); // g returned 1 + 10
+/// assert!(g.is_dead());
+/// ```
+pub struct Greenlet {
+    ptr: NonNull<Inner>,
+    _not_send: PhantomData<*const Inner>,
 }
 
-/// Everything [`release`] does outside its common case.
-///
-/// # Safety
-/// As for [`release`].
-#[inline(never)]
-unsafe fn release_all(mut this: NonNull<Inner>) {
-    // A destructor that panics (an unstarted greenlet's closure, a
-    // greenlet-local value) must not stop the release half-way, which would
-    // leak the object and skip its ancestors: its panic is held, the release
-    // is finished, and the panic goes on from here (the first one, if several
-    // panic; the others are dropped quietly).
-    let mut panicked: Option<Box<dyn Any + Send>> = None;
-    let mut hold = |outcome: std::thread::Result<()>| {
-        if let Err(payload) = outcome {
-            match panicked {
-                None => panicked = Some(payload),
-                Some(_) => super::entry::drop_quietly(payload),
-            }
-        }
-    };
-    loop {
-        // SAFETY: live per the caller (or, on later rounds, because we held
-        // the parent's last strong count).
-        let inner = unsafe { this.as_ref() };
-        match inner.state.get() {
-            State::Running => break,
-            // SAFETY: forwarded contract; suspended and not main.
-            State::Suspended if !inner.is_main && !unsafe { super::kill::kill(this) } => {
-                break; // resurrected or deliberately leaked
-            }
-            _ => {}
-        }
-        // Dead, unstarted, or a main greenlet: release what it owns. Taking
-        // the fields out first keeps `inner` consistent if one of these drops
-        // re-enters.
-        let closure = inner.closure.take();
-        let stack = inner.stack.take();
-        let parent = inner.parent.take();
-        if !inner.is_main {
-            inner.state.set(State::Dead);
-        }
-        if let Some(closure) = closure {
-            // SAFETY: an unstarted greenlet's closure sits on its stack, which
-            // we still hold; it is dropped once, here, and never run.
-            hold(panic::catch_unwind(AssertUnwindSafe(|| unsafe {
-                (closure.drop)(closure.at)
-            })));
-        }
-        if let Some(stack) = stack {
-            stack::release(stack);
-        }
-        hold(panic::catch_unwind(AssertUnwindSafe(|| {
-            inner.locals.clear()
-        })));
-        inner.released.set(true);
-        if inner.weak.get() == 0 {
-            // SAFETY: no strong and no weak handle is left, and it is emptied;
-            // the allocation came from spare::slot.
-            unsafe { spare::free(this.as_ptr()) };
-        }
-        let Some(parent) = parent else { break };
-        // SAFETY: the link is a strong handle, so the parent is live.
-        let parent_inner = unsafe { &*parent.as_ptr() };
-        if parent_inner.strong.get() > 1 {
-            drop(parent); // not the last handle: a plain decrement
-            break;
-        }
-        // The last handle: release the parent on the next round instead of
-        // recursing through Drop.
-        this = parent.into_raw();
-        parent_inner.strong.set(0);
+impl Greenlet {
+    /// The greenlet object this handle points at.
+    #[inline(always)]
+    pub(crate) fn as_ptr(&self) -> *const Inner {
+        self.ptr.as_ptr()
     }
-    if let Some(payload) = panicked {
-        panic::resume_unwind(payload);
+
+    /// Gives up the handle without dropping its count, which the caller now owns.
+    pub(crate) fn into_raw(self) -> NonNull<Inner> {
+        let ptr = self.ptr;
+        std::mem::forget(self);
+        ptr
+    }
+
+    #[inline]
+    pub(crate) fn inner(&self) -> &Inner {
+        // SAFETY: a strong handle keeps the Inner allocated.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// Adopts one strong reference that the caller owns.
+    ///
+    /// # Safety
+    /// `ptr` must be live and the caller must own one strong count on it.
+    #[inline]
+    pub(crate) unsafe fn from_raw(ptr: *const Inner) -> Greenlet {
+        // SAFETY: live pointers are non-null.
+        Greenlet {
+            ptr: unsafe { NonNull::new_unchecked(ptr as *mut Inner) },
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Makes a new strong handle.
+    ///
+    /// # Safety
+    /// `ptr` must be live.
+    #[inline]
+    pub(crate) unsafe fn from_raw_clone(ptr: *const Inner) -> Greenlet {
+        // SAFETY: live per the caller; the new count is owned by the handle.
+        unsafe {
+            Inner::inc_strong(ptr);
+            Greenlet::from_raw(ptr)
+        }
+    }
+}
+
+impl Clone for Greenlet {
+    #[inline]
+    fn clone(&self) -> Greenlet {
+        // SAFETY: self keeps the Inner live.
+        unsafe { Greenlet::from_raw_clone(self.ptr.as_ptr()) }
+    }
+}
+
+impl PartialEq for Greenlet {
+    fn eq(&self, other: &Greenlet) -> bool {
+        self.ptr == other.ptr
+    }
+}
+
+impl Eq for Greenlet {}
+
+impl Hash for Greenlet {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.ptr.hash(state)
     }
 }

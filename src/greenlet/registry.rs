@@ -213,7 +213,7 @@ static DEBUG_INFO: DebugInfo = DebugInfo {
 // one pointer (null for none), the state one byte, the saved stack pointer
 // one pointer.
 const _: () = {
-    assert!(size_of::<Option<super::handle::Greenlet>>() == size_of::<usize>());
+    assert!(size_of::<Option<super::object::Greenlet>>() == size_of::<usize>());
     assert!(size_of::<State>() == 1);
     assert!(offset_of!(Slot, inner) == 0);
 };

@@ -36,16 +36,15 @@ use std::mem::MaybeUninit;
 use std::panic;
 
 use super::error::GreenletExit;
-use super::handle::Greenlet;
-use super::object::{first_live, Inner, State};
+use super::introspect::{self, INTROSPECT};
+use super::object::{first_live, Greenlet, Inner, State};
+use super::report::drop_quietly;
 use super::trace::Event;
 use super::value::Value;
-use super::{entry, introspect, thread, trace};
+use super::{thread, trace};
 use crate::arch::{self, Transfer};
 use crate::stack::{self, sanitizer, sanitizer::FakeStack};
 
-/// Tag: the word is an introspection request, not a switch.
-pub(crate) const INTROSPECT: usize = 1;
 /// Tag: the record carries the slow path's extra fields.
 pub(crate) const SLOW: usize = 2;
 const TAGS: usize = INTROSPECT | SLOW;
@@ -379,7 +378,7 @@ fn trace_self(current: *const Inner, message: Message) -> Message {
 /// Drops a message, containing any panic raised by its destructor.
 fn drop_message(message: Message) {
     match message {
-        Message::Value(v) => entry::drop_quietly(v),
-        Message::Throw(p) => entry::drop_quietly(p),
+        Message::Value(v) => drop_quietly(v),
+        Message::Throw(p) => drop_quietly(p),
     }
 }

@@ -1,5 +1,6 @@
 //! Per-thread state of the core: the running greenlet, the main greenlet, and
-//! one word of "slow path wanted" flags that the switch tests once.
+//! one word of "slow path wanted" flags that the switch tests once; and the
+//! running greenlet's greenlet-local values.
 //!
 //! All of it is `const`-initialised thread locals of `Copy` types without
 //! destructors, so reading one is a single TLS load with no lazy
@@ -9,7 +10,12 @@
 use std::cell::Cell;
 use std::ptr;
 
-use super::object::{Inner, State};
+use std::any::Any;
+use std::rc::Rc;
+
+use super::locals::Locals;
+use super::object::{Greenlet, Inner, State};
+use super::{registry, spare};
 
 /// Bits of [`SLOW`]. Any bit set sends every switch of the thread through the
 /// slow path, which handles all of them.
@@ -74,7 +80,7 @@ impl Drop for MainGuard {
         // thread's greenlets any more), and the guard owned one strong reference.
         unsafe {
             (*main).state.set(State::Suspended);
-            drop(super::handle::Greenlet::from_raw(main));
+            drop(Greenlet::from_raw(main));
         }
     }
 }
@@ -115,7 +121,12 @@ pub(crate) fn current_ptr() -> *const Inner {
 
 #[cold]
 fn init_main() -> *const Inner {
-    let main = Inner::new_main();
+    let main = spare::slot();
+    // SAFETY: a fresh slot with Inner's layout, written once.
+    unsafe { main.write(Inner::main()) };
+    // SAFETY: just written, from spare::slot. Debugger registry (issue 21).
+    unsafe { registry::born(main) };
+    let main = main.cast_const();
     // Once thread-local destructors run, the guard may be gone: nobody will
     // release that main, so its small allocation is leaked on purpose (its
     // strong count stays 1).
@@ -158,4 +169,21 @@ pub(crate) fn set_tracing(on: bool) {
 #[inline]
 pub(crate) fn tracing() -> bool {
     HOT.try_with(|h| h.slow.get()).unwrap_or(0) & slow::TRACING != 0
+}
+
+/// Runs `f` with the running greenlet's table of greenlet-local values.
+fn with_current_locals<R>(f: impl FnOnce(&Locals) -> R) -> R {
+    // SAFETY: the running greenlet is live while it runs.
+    f(unsafe { &(*current_ptr()).locals })
+}
+
+/// The running greenlet's greenlet-local value for `key`, if it has one.
+pub(crate) fn local_get(key: usize) -> Option<Rc<dyn Any>> {
+    with_current_locals(|l| l.get(key))
+}
+
+/// Sets the running greenlet's greenlet-local value for `key`; returns the
+/// old one for the caller to drop.
+pub(crate) fn local_insert(key: usize, value: Rc<dyn Any>) -> Option<Rc<dyn Any>> {
+    with_current_locals(|l| l.insert(key, value))
 }

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
 
-use super::handle::Greenlet;
+use super::object::Greenlet;
 use super::thread;
 
 /// Called for every switch and throw on a thread (SPEC S11), as

@@ -292,12 +292,14 @@ impl Value {
     /// over), not taken back before.
     #[inline(always)]
     pub(crate) unsafe fn from_transfer(t: Transfer) -> Value {
-        // SAFETY: per the contract the first two words are a slot and the
-        // third the address of a 'static VTable.
+        let [a, b, c] = t.words;
+        // SAFETY: per the contract the first two words are a slot (two words
+        // in either unit, so the transmute only regroups them, in registers)
+        // and the third the address of a 'static VTable.
         unsafe {
             Value {
-                slot: t.words.as_ptr().cast::<Inline>().read_unaligned(),
-                vtable: &*(t.words[2].assume_init() as *const VTable),
+                slot: mem::transmute::<[MaybeUninit<usize>; 2], Inline>([a, b]),
+                vtable: &*(c.assume_init() as *const VTable),
                 _not_send: PhantomData,
             }
         }

@@ -16,7 +16,8 @@
 # Everything comes from the exported table `greenlet_<version>_debug`
 # (src/greenlet/registry.rs), read as raw memory at the offsets it gives, so
 # the script works the same on a live process and on a core dump, in any
-# source language, with or without the crate's own debug info. Without that
+# source language, in either byte order, with or without the crate's own
+# debug info. Without that
 # symbol the script does nothing (its commands say so).
 #
 # A suspended greenlet's registers come from its saved frame through an
@@ -66,7 +67,11 @@ class _Table(object):
         head = _read(address, 24)
         if head[:8] != _MAGIC:
             raise ValueError("not a greenlet debug table")
-        self.version, self.size, self.pointer_size, threads_offset = struct.unpack_from("<IIII", head, 8)
+        # The layout version is 1 in the program's byte order.
+        e = "<" if struct.unpack_from("<I", head, 8)[0] < 0x10000 else ">"
+        global _ENDIAN
+        _ENDIAN = e
+        self.version, self.size, self.pointer_size, threads_offset = struct.unpack_from(e + "IIII", head, 8)
         raw = _read(address, self.size)
         (
             self.thread_next,
@@ -80,18 +85,18 @@ class _Table(object):
             self.inner_parent,
             self.inner_stack_bottom,
             self.inner_stack_meta,
-        ) = struct.unpack_from("<11I", raw, 24)
-        self.state_values = struct.unpack_from("<4B", raw, 68)
-        (self.stack_size_mask,) = struct.unpack_from("<Q", raw, 72)
-        self.frame_known, self.frame_saved_count = struct.unpack_from("<BB", raw, 80)
+        ) = struct.unpack_from(e + "11I", raw, 24)
+        self.state_values = struct.unpack_from(e + "4B", raw, 68)
+        (self.stack_size_mask,) = struct.unpack_from(e + "Q", raw, 72)
+        self.frame_known, self.frame_saved_count = struct.unpack_from(e + "BB", raw, 80)
         (
             self.sp_dwarf,
             self.pc_dwarf,
             self.pc_offset,
             self.frame_bytes,
             self.init_entry,
-        ) = struct.unpack_from("<5H", raw, 82)
-        saved = struct.unpack_from("<8H", raw, 92)
+        ) = struct.unpack_from(e + "5H", raw, 82)
+        saved = struct.unpack_from(e + "8H", raw, 92)
         self.saved = [(saved[2 * i], saved[2 * i + 1]) for i in range(self.frame_saved_count)]
         self.arch = raw[108:128].split(b"\0", 1)[0].decode("ascii", "replace")
         self.threads_head = _pointer(address + threads_offset, self.pointer_size)
@@ -180,12 +185,15 @@ def _read(address, length):
     return bytes(_inferior().read_memory(address, length))
 
 
+_ENDIAN = "<"  # the program's byte order, learnt from its table
+
+
 def _u64(address):
-    return struct.unpack("<Q", _read(address, 8))[0]
+    return struct.unpack(_ENDIAN + "Q", _read(address, 8))[0]
 
 
 def _pointer(address, size):
-    return struct.unpack("<Q" if size == 8 else "<I", _read(address, size))[0]
+    return struct.unpack(_ENDIAN + ("Q" if size == 8 else "I"), _read(address, size))[0]
 
 
 def _function_at(pc, caller=True):

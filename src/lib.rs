@@ -77,6 +77,9 @@
 //!   programs built with `-Zsanitizer=address` (nightly).
 
 #![deny(missing_docs)]
+// gdb support (SPEC §10): `info greenlets`, `greenlet ID CMD`, pretty-printers;
+// embedded in binaries built with debug info (docs/backtraces.md).
+#![debugger_visualizer(gdb_script_file = "../gdb/greenlet_gdb.py")]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod arch;

@@ -192,3 +192,4 @@ pub(crate) unsafe fn init_stack_with_bounds(
 #[cfg(test)]
 mod abi_test;
 pub(crate) mod bare;
+pub(crate) mod debug_frame;

@@ -5,8 +5,8 @@ use std::mem;
 
 use super::entry;
 use super::object::{Closure, Greenlet, Inner};
-use super::spare;
 use super::value::Value;
+use super::{registry, spare};
 use crate::arch;
 use crate::stack::{self, sanitizer, StackKind};
 
@@ -154,6 +154,8 @@ impl Builder {
         let inner = spare::slot();
         // SAFETY: a fresh slot with Inner's layout, written once, in place.
         unsafe { inner.write(Inner::unstarted(parent, stack, closure)) };
+        // SAFETY: just written, from spare::slot. Debugger registry (issue 21).
+        unsafe { registry::born(inner) };
         // SAFETY: `frame_top` is 16-aligned, below the closure, with far more
         // than INITIAL_FRAME_MAX_BYTES of the same stack beneath it.
         #[cfg(not(windows))]

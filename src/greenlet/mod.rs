@@ -13,6 +13,7 @@
 //! | | `report.rs` | one-line reports on stderr; dropping what may panic |
 //! | | `locals.rs` | the per-greenlet table of greenlet-local values |
 //! | the object | `object.rs` | the greenlet object, its states and counts, the `Greenlet` handle type |
+//! | | `registry.rs` | every thread's greenlet objects and the exported debug table (SPEC §10) |
 //! | | `spare.rs` | recycled greenlet objects |
 //! | per thread | `thread.rs` | the running greenlet, main, slow-path flags, the running greenlet's locals |
 //! | | `trace.rs` | the tracer (SPEC S11) |
@@ -31,6 +32,7 @@ mod introspect;
 mod kill;
 pub(crate) mod locals;
 mod object;
+mod registry;
 mod report;
 mod spare;
 mod switch;

@@ -7,9 +7,9 @@
 //! cached, so that ASan still sees every use after free.
 
 use std::cell::UnsafeCell;
-use std::mem::MaybeUninit;
 
 use super::object::Inner;
+use super::registry;
 use crate::stack::sanitizer;
 
 /// How many freed greenlet objects a thread keeps for reuse.
@@ -26,9 +26,9 @@ struct Spare {
 impl Drop for Spare {
     fn drop(&mut self) {
         for &object in &self.objects[..self.len] {
-            // SAFETY: every cached pointer came from Box::<Inner>::into_raw (or
-            // was given to `free`, with the same layout) and holds no value.
-            drop(unsafe { Box::from_raw(object.cast::<MaybeUninit<Inner>>()) });
+            // SAFETY: every cached pointer came from registry::alloc (through
+            // `slot`) and holds no value.
+            unsafe { registry::dealloc(object) }; // debugger registry (issue 21)
         }
         self.len = 0;
     }
@@ -59,18 +59,20 @@ pub(crate) fn slot() -> *mut Inner {
             return object;
         }
     }
-    Box::into_raw(Box::<MaybeUninit<Inner>>::new(MaybeUninit::uninit())).cast()
+    registry::alloc() // debugger registry (issue 21): a slot on this thread's list
 }
 
 /// Keeps or frees the allocation of the greenlet object at `object`.
 ///
 /// # Safety
-/// `object` must come from [`slot`] (or `Box::<Inner>::into_raw`), hold a
+/// `object` must come from [`slot`], hold a
 /// value that owns nothing any more (`object::release` has emptied it, so it
 /// needs no drop), and be unreachable: no handle of either kind is left.
 pub(crate) unsafe fn free(object: *mut Inner) {
     // SAFETY: per the contract.
     debug_assert!(unsafe { (*object).owns_nothing() });
+    // SAFETY: per the contract. Debugger registry (issue 21): no greenlet here now.
+    unsafe { registry::vacate(object) };
     if CACHING {
         // SAFETY: as in `slot`.
         let kept = SPARE.try_with(|spare| unsafe {
@@ -87,7 +89,7 @@ pub(crate) unsafe fn free(object: *mut Inner) {
             return;
         }
     }
-    // SAFETY: the allocation came from a Box with Inner's layout; what it
-    // holds owns nothing, so it is freed without a drop.
-    drop(unsafe { Box::from_raw(object.cast::<MaybeUninit<Inner>>()) });
+    // SAFETY: the allocation came from registry::alloc; what it holds owns
+    // nothing, so it is freed without a drop.
+    unsafe { registry::dealloc(object) }; // debugger registry (issue 21)
 }

@@ -15,7 +15,7 @@ use std::rc::Rc;
 
 use super::locals::Locals;
 use super::object::{Greenlet, Inner, State};
-use super::spare;
+use super::{registry, spare};
 
 /// Bits of [`SLOW`]. Any bit set sends every switch of the thread through the
 /// slow path, which handles all of them.
@@ -143,6 +143,8 @@ fn init_main() -> *const Inner {
     let main = spare::slot();
     // SAFETY: a fresh slot with Inner's layout, written once.
     unsafe { main.write(Inner::main()) };
+    // SAFETY: just written, from spare::slot. Debugger registry (issue 21).
+    unsafe { registry::born(main) };
     let main = main.cast_const();
     // Once thread-local destructors run, the guard may be gone: nobody will
     // release that main, so its small allocation is leaked on purpose (its

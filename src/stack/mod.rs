@@ -69,6 +69,7 @@ mod stats;
 mod thread;
 #[cfg(unix)]
 mod unix;
+pub(crate) use unix::os_thread_id;
 pub(crate) mod valgrind;
 #[cfg(windows)]
 mod windows;
@@ -225,6 +226,23 @@ pub struct Stack {
     /// The usable size (a page multiple, so its low 12 bits are free: pages
     /// are 4 KiB or larger) with [`MAPPING_OF_ITS_OWN`] and [`SLAB`] in them.
     meta: usize,
+}
+
+/// Where a debugger finds a stack's range inside a [`Stack`] value (for the
+/// exported debug table of src/greenlet/registry.rs): the offsets of its
+/// lowest usable address and of the word whose bits `SIZE_MASK` are its
+/// usable size. `Option<Stack>` is `Stack` with a null `bottom` for `None`.
+pub(crate) mod debug_layout {
+    use super::{Stack, FLAGS};
+    /// Offset of the lowest usable address (a pointer; null: no stack).
+    pub(crate) const BOTTOM: usize = std::mem::offset_of!(Stack, bottom);
+    /// Offset of the word holding the usable size.
+    pub(crate) const META: usize = std::mem::offset_of!(Stack, meta);
+    /// The bits of that word that are the usable size.
+    pub(crate) const SIZE_MASK: usize = !FLAGS;
+    // `None` is the null `bottom`, and `Some`'s payload starts at offset 0
+    // (the payload fills the whole value).
+    const _: () = assert!(std::mem::size_of::<Option<Stack>>() == std::mem::size_of::<Stack>());
 }
 
 /// Flag in `Stack::meta`: the stack is a mapping of its own with a guard page

@@ -507,3 +507,27 @@ impl Drop for AltStack {
         }
     }
 }
+
+/// The kernel's id of the calling thread, as debuggers name threads (Linux:
+/// `gettid`, gdb's LWP; macOS: `pthread_threadid_np`, lldb's tid; elsewhere
+/// `pthread_self`). For the debugger view (src/greenlet/registry.rs).
+pub(crate) fn os_thread_id() -> u64 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: gettid takes no arguments and cannot fail.
+        unsafe { libc::syscall(libc::SYS_gettid) as u64 }
+    }
+    #[cfg(target_os = "macos")]
+    {
+        let mut id = 0u64;
+        // SAFETY: a null thread means the calling one; `id` is a valid out
+        // pointer for the call's duration.
+        unsafe { libc::pthread_threadid_np(0, &mut id) };
+        id
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "macos")))]
+    {
+        // SAFETY: pthread_self has no preconditions.
+        unsafe { libc::pthread_self() as u64 }
+    }
+}

@@ -51,9 +51,14 @@ run() {
 #    for its terabytes of shadow memory), so the debugger test's kernel core
 #    is never written, and gdb's gcore of an ASan process does not finish
 #    within the test's time; the debugger tests on the live process run.
+#  - the sparse-frame overflow tests locate the greenlet stack by the address
+#    of a local, which ASan's instrumented frames keep off that stack (seen:
+#    the local 16 TiB away from the reported stack); and a thread-stack
+#    overflow is reported by ASan's own SIGSEGV handling, not Rust's.
 asan_cannot=(
   --skip gdb_shows_the_greenlets_of_a_live_process_and_of_its_
-  --skip sparse_64k_frames_
+  --skip sparse_
+  --skip thread_stack_overflow_still_reaches_rusts_handler
   --skip a_panic_with_backtraces_on_fits_the_smallest_stack
   --skip the_same_program_without_overflow_runs_to_the_end
   --skip big_frames_

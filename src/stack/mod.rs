@@ -69,7 +69,7 @@ mod stats;
 mod thread;
 #[cfg(unix)]
 mod unix;
-pub(crate) use unix::os_thread_id;
+pub(crate) use os::os_thread_id;
 pub(crate) mod valgrind;
 #[cfg(windows)]
 mod windows;

@@ -48,7 +48,9 @@ use windows_sys::Win32::System::Memory::{
     MEM_RESERVE, MEM_RESET, PAGE_GUARD, PAGE_READWRITE,
 };
 use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
-use windows_sys::Win32::System::Threading::{GetCurrentProcess, TerminateProcess};
+use windows_sys::Win32::System::Threading::{
+    GetCurrentProcess, GetCurrentThreadId, TerminateProcess,
+};
 
 /// Bytes committed at the top of a new stack: room for the closure and the
 /// initial frame the greenlet core puts there (each at most 1 KiB), written
@@ -365,3 +367,10 @@ pub(crate) fn abort() -> ! {
 /// Nothing to do on Windows: exception handlers run on the faulting stack,
 /// which the OS gives the thread's guaranteed bytes for a stack overflow.
 pub(crate) fn ensure_alt_stack() {}
+
+/// The OS's id of the calling thread, for the debugger view's registry
+/// (what a debugger shows as the thread's id).
+pub(crate) fn os_thread_id() -> u64 {
+    // SAFETY: GetCurrentThreadId has no preconditions.
+    u64::from(unsafe { GetCurrentThreadId() })
+}

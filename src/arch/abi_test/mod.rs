@@ -53,6 +53,7 @@ macro_rules! c_symbol {
 }
 /// See the Apple version: ELF names are as written.
 #[cfg(not(target_vendor = "apple"))]
+#[allow(unused_macros)] // the Win64 probe names its symbols itself
 macro_rules! c_symbol {
     ($name:literal) => {
         $name

@@ -34,6 +34,14 @@ fn peers(op: &str, n: u64) -> bool {
                 black_box(co.resume(black_box(7u64)));
             }
         }
+        "corosensei_in_helper" => {
+            let mut co = corosensei::Coroutine::new(|y: &corosensei::Yielder<(), ()>, ()| loop {
+                y.suspend(());
+            });
+            for _ in 0..n {
+                resume_in_helper(&mut co);
+            }
+        }
         "corosensei_create_reused" => {
             use corosensei::stack::DefaultStack;
             let mut spare = Some(DefaultStack::new(1 << 20).unwrap());
@@ -66,6 +74,19 @@ fn peers(op: &str, n: u64) -> bool {
     true
 }
 
+/// corosensei's resume one real call deeper, as `unit_in_helper` does ours.
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+fn resume_in_helper(co: &mut corosensei::Coroutine<(), (), ()>) {
+    black_box(co.resume(()));
+}
+
+/// The switch one real call deeper than the loop (`benches/switch.rs`).
+#[inline(never)]
+fn switch_in_helper(g: &Greenlet) -> Value {
+    g.switch(())
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 fn peers(_op: &str, _n: u64) -> bool {
     false
@@ -89,6 +110,12 @@ fn main() {
             let g = echo_greenlet();
             for _ in 0..n {
                 black_box(g.switch(black_box(7u64)).downcast::<u64>().unwrap());
+            }
+        }
+        "unit_in_helper" => {
+            let g = echo_greenlet();
+            for _ in 0..n {
+                black_box(switch_in_helper(&g));
             }
         }
         "create_run_die" => {

@@ -25,9 +25,9 @@ count() { # operation iterations -> instructions of the whole run
   rm -f "$out"
 }
 
-ops=(unit_round_trip u64_round_trip create_run_die kill_on_drop bare_switch_round_trip)
+ops=(unit_round_trip u64_round_trip unit_in_helper create_run_die kill_on_drop bare_switch_round_trip)
 if [ "$(uname -m)" = x86_64 ]; then
-  ops+=(corosensei_unit corosensei_u64 corosensei_create_reused corosensei_force_unwind)
+  ops+=(corosensei_unit corosensei_u64 corosensei_in_helper corosensei_create_reused corosensei_force_unwind)
 fi
 lo=${LO:-10000}; hi=${HI:-20000}
 printf '%-28s %12s\n' operation "instructions"

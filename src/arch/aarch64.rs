@@ -1,12 +1,9 @@
 //! The `asm!` call sites of the aarch64 switch (`asm/aarch64.S`), AAPCS64, for
 //! Linux and Apple targets alike.
 //!
-//! Each site loads the three transfer words into x0, x1, x2 (from the
-//! sender's [`Transfer`], whose address comes in x0 itself: an address in a
-//! register of the compiler's choice could land in a callee-saved one that
-//! is not declared clobbered, x28 in the ABI test's negative case, whose
-//! save in the prologue then hid the forgotten clobber), the save slot into
-//! x3 and the stack pointer to resume into x4, and declares clobbered
+//! Each site hands the three transfer words over in x0, x1, x2 (and gets the
+//! resumed side's back in the same registers), the save slot in x3 and the
+//! stack pointer to resume in x4, and declares clobbered
 //! everything else `asm!` can name: `clobber_abi("C")` (x0-x17, x18 where the
 //! target does not reserve it, x30, all of v0-v31, since only the low halves
 //! of v8-v15 are callee-saved, p0-p15, ffr) and x20-x28. x19 (LLVM's base
@@ -18,7 +15,7 @@
 //! RESUME is entered by `bl`, which leaves the resume address in x30; the
 //! YIELD site puts its own resume label there with `adr` and enters by `b`.
 
-use super::{ffi, EntryFn, Transfer};
+use super::{ffi, Transfer};
 
 /// One switch site: `$enter` is the asm that enters the routine (`bl`, or
 /// `adr x30` of the resume label and `b`), `$clobbers` what it declares
@@ -28,13 +25,11 @@ macro_rules! switch_site {
      [$($clobbers:tt)*]) => {{
         let (a, b, c): (usize, usize, usize);
         std::arch::asm!(
-            "ldp x1, x2, [x0, #8]",
-            "ldr x0, [x0]",
             $($enter,)+
             $name = sym $routine,
-            inout("x0") $send => a,
-            out("x1") b,
-            out("x2") c,
+            inout("x0") $send.words[0] => a,
+            inout("x1") $send.words[1] => b,
+            inout("x2") $send.words[2] => c,
             inout("x3") $save_sp => _,
             inout("x4") $load_sp => _,
             $($clobbers)*
@@ -45,7 +40,7 @@ macro_rules! switch_site {
 
 /// Suspends the running context (its resume address is the return address of
 /// the `bl`) and resumes the one whose saved stack pointer is `load_sp`,
-/// handing it `*send`; returns what whoever resumes us hands us.
+/// handing it `send`; returns what whoever resumes us hands us.
 ///
 /// # Safety
 /// * `save_sp` must be valid for a write of one pointer and must still be the
@@ -53,16 +48,11 @@ macro_rules! switch_site {
 /// * `load_sp` must be a stack pointer stored by a switch for a context that
 ///   is suspended and has not been resumed since, or a frame made by
 ///   [`init`] that has not been resumed yet.
-/// * `send` must point at a [`Transfer`] readable until the switch is made.
 /// * Nothing may unwind across this call.
 #[inline(always)]
-pub(crate) unsafe fn resume(
-    save_sp: *mut *mut u8,
-    load_sp: *mut u8,
-    send: *const Transfer,
-) -> Transfer {
+pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
     // SAFETY: per the contract above, which is what the routine needs: a
-    // writable save slot, a valid frame to resume, readable words. Every
+    // writable save slot and a valid frame to resume. Every
     // register the routine or the resumed side may change is an output or
     // clobbered; the stack is 16-aligned for the call (no `nostack`).
     unsafe {
@@ -83,11 +73,7 @@ pub(crate) unsafe fn resume(
 /// # Safety
 /// As for [`resume`].
 #[inline(always)]
-pub(crate) unsafe fn yield_to(
-    save_sp: *mut *mut u8,
-    load_sp: *mut u8,
-    send: *const Transfer,
-) -> Transfer {
+pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
     // SAFETY: as in `resume`; x30 (clobbered) holds the label after the
     // branch, which the routine stores as our resume address: its `ret`, or
     // a later switch's `br`, lands there with sp as it was.
@@ -127,7 +113,7 @@ pub(crate) unsafe fn yield_to(
 pub(crate) unsafe fn resume_forgetting_one(
     save_sp: *mut *mut u8,
     load_sp: *mut u8,
-    send: *const Transfer,
+    send: Transfer,
 ) -> Transfer {
     macro_rules! forgetting_site {
         ($($x18:tt)*) => {
@@ -176,13 +162,4 @@ pub(crate) unsafe fn resume_forgetting_one(
 #[cfg(test)]
 pub(crate) const FORGOTTEN_CLOBBER: &str = "d15";
 
-/// Lays out a new stack's first frame (`GREENLET_INIT`, an ordinary C function).
-///
-/// # Safety
-/// As for [`super::init_stack`].
-#[inline]
-pub(crate) unsafe fn init(stack_top: *mut u8, entry: EntryFn, arg: usize) -> *mut u8 {
-    // SAFETY: forwarded from init_stack; the routine reads entry as a code
-    // address and writes only below stack_top.
-    unsafe { ffi::init(stack_top, entry as usize, arg) }
-}
+freeze_pair_with!(reg, "ldp {a}, {b}, [{p}]");

@@ -1,8 +1,9 @@
 //! The `asm!` call sites of the 32-bit ARM switch (`asm/arm.S`), AAPCS with
 //! the VFP variant.
 //!
-//! Each site loads the three transfer words into r0, r1, r2, the save slot
-//! into r3 and the stack pointer to resume into r4 (not r12, which a linker
+//! Each site hands the three transfer words over in r0, r1, r2 (and gets the
+//! resumed side's back in the same registers), the save slot in r3 and the
+//! stack pointer to resume in r4 (not r12, which a linker
 //! veneer may corrupt on the way: `asm/arm.S` says more), and declares clobbered
 //! everything else `asm!` can name whatever the instruction set of the code
 //! around it: `clobber_abi("C")` (r0-r3, r12, lr, d0-d7, d16-d31), r5, r8,
@@ -18,7 +19,7 @@
 //! stable Rust, so the YIELD site asks the assembler instead (see
 //! [`yield_to`]).
 
-use super::{ffi, EntryFn, Transfer};
+use super::{ffi, Transfer};
 
 /// One switch site: `$enter` is the asm that enters the routine (a `bl`, or
 /// the resume label into lr and a `b`), `$clobbers` the callee-saved registers
@@ -28,13 +29,11 @@ macro_rules! switch_site {
      [$($clobbers:tt)*]) => {{
         let (a, b, c): (usize, usize, usize);
         std::arch::asm!(
-            "ldm {send}, {{r0, r1, r2}}",
             $($enter,)+
-            send = in(reg) $send,
             $name = sym $routine,
-            out("r0") a,
-            out("r1") b,
-            out("r2") c,
+            inout("r0") $send.words[0] => a,
+            inout("r1") $send.words[1] => b,
+            inout("r2") $send.words[2] => c,
             inout("r3") $save_sp => _,
             inout("r4") $load_sp => _,
             $($clobbers)*
@@ -48,7 +47,7 @@ macro_rules! switch_site {
 
 /// Suspends the running context (its resume address is the return address of
 /// the `bl`) and resumes the one whose saved stack pointer is `load_sp`,
-/// handing it `*send`; returns what whoever resumes us hands us.
+/// handing it `send`; returns what whoever resumes us hands us.
 ///
 /// # Safety
 /// * `save_sp` must be valid for a write of one pointer and must still be the
@@ -56,16 +55,11 @@ macro_rules! switch_site {
 /// * `load_sp` must be a stack pointer stored by a switch for a context that
 ///   is suspended and has not been resumed since, or a frame made by
 ///   [`init`] that has not been resumed yet.
-/// * `send` must point at a [`Transfer`] readable until the switch is made.
 /// * Nothing may unwind across this call.
 #[inline(always)]
-pub(crate) unsafe fn resume(
-    save_sp: *mut *mut u8,
-    load_sp: *mut u8,
-    send: *const Transfer,
-) -> Transfer {
+pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
     // SAFETY: per the contract above, which is what the routine needs: a
-    // writable save slot, a valid frame to resume, readable words. Every
+    // writable save slot and a valid frame to resume. Every
     // register the routine or the resumed side may change is an output or
     // clobbered; the stack is aligned for the call (no `nostack`). `bl` sets
     // lr, with bit 0 for Thumb code, to the return address.
@@ -94,11 +88,7 @@ pub(crate) unsafe fn resume(
 /// # Safety
 /// As for [`resume`].
 #[inline(always)]
-pub(crate) unsafe fn yield_to(
-    save_sp: *mut *mut u8,
-    load_sp: *mut u8,
-    send: *const Transfer,
-) -> Transfer {
+pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
     // SAFETY: as in `resume`; lr holds the label after the `b`, with the
     // state bit of this code, which is where YIELD stores the resume
     // address: the routine's `bx lr` lands on it, or a later switch's `bx`
@@ -134,7 +124,7 @@ pub(crate) unsafe fn yield_to(
 pub(crate) unsafe fn resume_forgetting_one(
     save_sp: *mut *mut u8,
     load_sp: *mut u8,
-    send: *const Transfer,
+    send: Transfer,
 ) -> Transfer {
     // SAFETY: as in `resume`, for a caller that keeps nothing in r10 (the
     // ABI test's, whose probe checks exactly that register).
@@ -152,14 +142,4 @@ pub(crate) unsafe fn resume_forgetting_one(
 #[cfg(test)]
 pub(crate) const FORGOTTEN_CLOBBER: &str = "r10";
 
-/// Lays out a new stack's first frame (`GREENLET_INIT`, an ordinary C function).
-///
-/// # Safety
-/// As for [`super::init_stack`].
-#[inline]
-pub(crate) unsafe fn init(stack_top: *mut u8, entry: EntryFn, arg: usize) -> *mut u8 {
-    // SAFETY: forwarded from init_stack; the routine reads entry as a code
-    // address (bit 0 says its state; the trampoline's `bx` honours it) and
-    // writes only below stack_top.
-    unsafe { ffi::init(stack_top, entry as usize, arg) }
-}
+freeze_pair_with!(reg, "ldr {a}, [{p}]", "ldr {b}, [{p}, #4]");

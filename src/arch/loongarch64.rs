@@ -1,8 +1,9 @@
 //! The `asm!` call sites of the loongarch64 switch (`asm/loongarch64.S`),
 //! LP64D.
 //!
-//! Each site loads the three transfer words into a0, a1, a2, the save slot
-//! into a3 and the stack pointer to resume into a4, and declares clobbered
+//! Each site hands the three transfer words over in a0, a1, a2 (and gets the
+//! resumed side's back in the same registers), the save slot in a3 and the
+//! stack pointer to resume in a4, and declares clobbered
 //! everything else `asm!` can name: `clobber_abi("C")` (ra, a0-a7, t0-t8,
 //! fa0-fa7, ft0-ft15), s0-s7 and fs0-fs7. fp (r22) and s8 (r31) cannot be
 //! named (LLVM keeps its frame and base pointers there), so the `.S` saves
@@ -11,7 +12,7 @@
 //! The compiler spills only what is live across the switch, into its own
 //! frame, which stays on the suspended stack.
 
-use super::{ffi, EntryFn, Transfer};
+use super::{ffi, Transfer};
 
 /// One switch site: `$enter` is the asm that enters the routine (a `call`,
 /// or a load of the resume label into ra and a branch), `$clobbers` the
@@ -21,15 +22,11 @@ macro_rules! switch_site {
      [$($clobbers:tt)*]) => {{
         let (a, b, c): (usize, usize, usize);
         std::arch::asm!(
-            "ld.d $a0, {send}, 0",
-            "ld.d $a1, {send}, 8",
-            "ld.d $a2, {send}, 16",
             $($enter,)+
-            send = in(reg) $send,
             $name = sym $routine,
-            out("$a0") a,
-            out("$a1") b,
-            out("$a2") c,
+            inout("$a0") $send.words[0] => a,
+            inout("$a1") $send.words[1] => b,
+            inout("$a2") $send.words[2] => c,
             inout("$a3") $save_sp => _,
             inout("$a4") $load_sp => _,
             $($clobbers)*
@@ -41,7 +38,7 @@ macro_rules! switch_site {
 
 /// Suspends the running context (its resume address is the return address
 /// `bl` leaves in ra, which the routine stores) and resumes the one whose
-/// saved stack pointer is `load_sp`, handing it `*send`; returns what whoever
+/// saved stack pointer is `load_sp`, handing it `send`; returns what whoever
 /// resumes us hands us.
 ///
 /// # Safety
@@ -50,16 +47,11 @@ macro_rules! switch_site {
 /// * `load_sp` must be a stack pointer stored by a switch for a context that
 ///   is suspended and has not been resumed since, or a frame made by
 ///   [`init`] that has not been resumed yet.
-/// * `send` must point at a [`Transfer`] readable until the switch is made.
 /// * Nothing may unwind across this call.
 #[inline(always)]
-pub(crate) unsafe fn resume(
-    save_sp: *mut *mut u8,
-    load_sp: *mut u8,
-    send: *const Transfer,
-) -> Transfer {
+pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
     // SAFETY: per the contract above, which is what the routine needs: a
-    // writable save slot, a valid frame to resume, readable words. Every
+    // writable save slot and a valid frame to resume. Every
     // register the routine or the resumed side may change is an output or
     // clobbered; the stack is aligned for the routine's frame (no `nostack`).
     unsafe {
@@ -82,11 +74,7 @@ pub(crate) unsafe fn resume(
 /// # Safety
 /// As for [`resume`].
 #[inline(always)]
-pub(crate) unsafe fn yield_to(
-    save_sp: *mut *mut u8,
-    load_sp: *mut u8,
-    send: *const Transfer,
-) -> Transfer {
+pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
     // SAFETY: as in `resume`; ra holds the label after the branch (pcaddi:
     // pc + 2 instructions), which the routine stores where the frame keeps
     // the resume address, and its return lands on it or a later switch jumps
@@ -114,7 +102,7 @@ pub(crate) unsafe fn yield_to(
 pub(crate) unsafe fn resume_forgetting_one(
     save_sp: *mut *mut u8,
     load_sp: *mut u8,
-    send: *const Transfer,
+    send: Transfer,
 ) -> Transfer {
     // SAFETY: as in `resume`, for a caller that keeps nothing in s7 (the
     // ABI test's, whose probe checks exactly that register).
@@ -135,13 +123,4 @@ pub(crate) unsafe fn resume_forgetting_one(
 #[cfg(test)]
 pub(crate) const FORGOTTEN_CLOBBER: &str = "s7";
 
-/// Lays out a new stack's first frame (`GREENLET_INIT`, an ordinary C function).
-///
-/// # Safety
-/// As for [`super::init_stack`].
-#[inline]
-pub(crate) unsafe fn init(stack_top: *mut u8, entry: EntryFn, arg: usize) -> *mut u8 {
-    // SAFETY: forwarded from init_stack; the routine reads entry as a code
-    // address and writes only below stack_top.
-    unsafe { ffi::init(stack_top, entry as usize, arg) }
-}
+freeze_pair_with!(reg, "ld.d {a}, {p}, 0", "ld.d {b}, {p}, 8");

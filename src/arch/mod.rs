@@ -29,6 +29,36 @@
 
 use std::mem::MaybeUninit;
 
+/// Defines `freeze_pair` for a CPU from the assembly that loads two words
+/// from `[{p}]` into `{a}` and `{b}`; `$class` is the register class `{p}`
+/// may use (one that is never read as zero when it is a base register).
+macro_rules! freeze_pair_with {
+    ($class:ident, $($load:literal),+) => {
+        /// Loads the two words at `words` through the assembly (see
+        /// [`super::freeze_pair`]).
+        #[cfg(not(miri))]
+        #[inline(always)]
+        pub(crate) fn freeze_pair(words: &[std::mem::MaybeUninit<*const ()>; 2]) -> [*const (); 2] {
+            let (a, b): (*const (), *const ());
+            // SAFETY: two aligned word loads from a live reference, nothing
+            // else: no stack, no flags, no write. Whatever bytes the memory
+            // holds, the registers the loads fill hold definite bits.
+            unsafe {
+                std::arch::asm!(
+                    $($load,)+
+                    p = in($class) words.as_ptr(),
+                    // Not `lateout`: the first load's register must not be
+                    // the address's, which the second load still reads.
+                    a = out(reg) a,
+                    b = out(reg) b,
+                    options(nostack, readonly, preserves_flags),
+                )
+            };
+            [a, b]
+        }
+    };
+}
+
 #[cfg_attr(target_arch = "x86_64", path = "x86_64.rs")]
 #[cfg_attr(target_arch = "x86", path = "x86.rs")]
 #[cfg_attr(target_arch = "arm", path = "arm.rs")]
@@ -44,37 +74,47 @@ pub(crate) use cpu::{resume, yield_to};
 pub(crate) use cpu::{resume_forgetting_one, FORGOTTEN_CLOBBER};
 
 /// The three words a switch carries (a value of up to two words and the word
-/// that says what it is). Sent from memory, because a value's words may hold
-/// its uninitialised padding, which Rust code may not put in a register as an
-/// integer; the call site loads them inside its `asm!` block. Received in
-/// registers, so the words that arrive are always initialised.
-#[repr(C)]
+/// that says what it is), in registers both ways: the call site loads them
+/// into the routine's argument registers and the resumed side finds them in
+/// the same registers. They are plain initialised words: a value whose bytes
+/// may hold uninitialised padding is frozen into words before it gets here
+/// ([`freeze_pair`]), since Rust may not put such bytes in a register.
 #[derive(Clone, Copy)]
 pub(crate) struct Transfer {
-    pub(crate) words: [MaybeUninit<usize>; 3],
+    pub(crate) words: [usize; 3],
 }
 
 impl Transfer {
-    /// Three initialised words.
+    /// Three words.
     #[inline(always)]
     pub(crate) const fn new(a: usize, b: usize, c: usize) -> Transfer {
-        Transfer {
-            words: [
-                MaybeUninit::new(a),
-                MaybeUninit::new(b),
-                MaybeUninit::new(c),
-            ],
-        }
+        Transfer { words: [a, b, c] }
     }
 
-    /// The third word, which every sender initialises (the core keeps its
-    /// tag there).
+    /// The third word (the core keeps its tag there).
     #[inline(always)]
     pub(crate) fn tag_word(&self) -> usize {
-        // SAFETY: every Transfer is built by `new` or by the core's value
-        // conversion, both of which initialise the third word.
-        unsafe { self.words[2].assume_init() }
+        self.words[2]
     }
+}
+
+/// Two words of memory as two initialised words, whatever the memory holds:
+/// the bytes of a value, uninitialised padding included, in the form a
+/// switch can carry in registers. The load is made by the assembly, for
+/// which memory has no uninitialised bytes, only bits; Rust code reading
+/// padding as a word would be undefined behaviour. Pointers keep their
+/// provenance (the words are pointer-typed).
+///
+/// Under Miri, which cannot run inline assembly, this is a plain read, which
+/// Miri checks for everything but uninitialised padding (a value with
+/// padding would be reported there, and is not given to Miri).
+#[inline(always)]
+pub(crate) fn freeze_pair(words: &[MaybeUninit<*const ()>; 2]) -> [*const (); 2] {
+    #[cfg(not(miri))]
+    return cpu::freeze_pair(words);
+    // SAFETY: under Miri only; Miri reports a read of uninitialised bytes.
+    #[cfg(miri)]
+    return unsafe { words.as_ptr().cast::<[*const (); 2]>().read() };
 }
 
 /// Signature of the function that the trampoline enters on a new stack.
@@ -145,13 +185,14 @@ pub(crate) const INITIAL_FRAME_MAX_BYTES: usize = 1024;
 pub(crate) unsafe fn init_stack(stack_top: *mut u8, entry: EntryFn, arg: usize) -> *mut u8 {
     debug_assert_eq!(stack_top as usize % 16, 0, "stack top must be 16-aligned");
     // SAFETY: the caller guarantees the memory below stack_top; the routine
-    // writes only its frame there (less than INITIAL_FRAME_MAX_BYTES).
+    // reads entry as a code address and writes only its frame there (less
+    // than INITIAL_FRAME_MAX_BYTES).
     #[cfg(not(windows))]
-    return unsafe { cpu::init(stack_top, entry, arg) };
+    return unsafe { ffi::init(stack_top, entry as usize, arg) };
     // SAFETY: as above. Without bounds the frame carries the thread's own
     // stack bounds: for scratch stacks, on which nothing raises exceptions.
     #[cfg(windows)]
-    return unsafe { cpu::init(stack_top, entry, arg, None) };
+    return unsafe { ffi::init_windows(stack_top, entry as usize, arg, std::ptr::null()) };
 }
 
 /// What the OS must be told about a stack while it runs, on Windows: the TEB
@@ -185,8 +226,9 @@ pub(crate) unsafe fn init_stack_with_bounds(
     bounds: &StackBounds,
 ) -> *mut u8 {
     debug_assert_eq!(stack_top as usize % 16, 0, "stack top must be 16-aligned");
-    // SAFETY: as in init_stack.
-    unsafe { cpu::init(stack_top, entry, arg, Some(bounds)) }
+    // SAFETY: as in init_stack; the routine also reads the three words at
+    // `bounds`.
+    unsafe { ffi::init_windows(stack_top, entry as usize, arg, bounds) }
 }
 
 #[cfg(test)]

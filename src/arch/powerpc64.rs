@@ -1,7 +1,8 @@
 //! The `asm!` call sites of the powerpc64le switch (`asm/powerpc64.S`), ELFv2.
 //!
-//! Each site loads the three transfer words into r3, r4, r5, the save slot
-//! into r6 and the stack pointer to resume into r7, and declares clobbered
+//! Each site hands the three transfer words over in r3, r4, r5 (and gets the
+//! resumed side's back in the same registers), the save slot in r6 and the
+//! stack pointer to resume in r7, and declares clobbered
 //! everything else `asm!` can name: `clobber_abi("C")` (r0, r3-r12, vs0-vs31,
 //! v0-v19, cr0, cr1, cr5-cr7, ctr, lr, xer) and the callee-saved r14-r29,
 //! f14-f31, v20-v31 and cr2-cr4. r2 (the TOC), r30 (LLVM's base pointer) and
@@ -10,7 +11,7 @@
 //! what is live across the switch, into its own frame, which stays on the
 //! suspended stack.
 
-use super::{ffi, EntryFn, Transfer};
+use super::{ffi, Transfer};
 
 /// One switch site: `$enter` is the asm that enters the routine (a `bl`, or
 /// LR set to the resume label and a `b`). Every callee-saved register `asm!`
@@ -21,15 +22,11 @@ macro_rules! switch_site {
      [$($r29:tt)*]) => {{
         let (a, b, c): (usize, usize, usize);
         std::arch::asm!(
-            "ld %r3, 0({send})",
-            "ld %r4, 8({send})",
-            "ld %r5, 16({send})",
             $($enter,)+
-            send = in(reg_nonzero) $send,
             $name = sym $routine,
-            out("r3") a,
-            out("r4") b,
-            out("r5") c,
+            inout("r3") $send.words[0] => a,
+            inout("r4") $send.words[1] => b,
+            inout("r5") $send.words[2] => c,
             inout("r6") $save_sp => _,
             inout("r7") $load_sp => _,
             out("r14") _, out("r15") _, out("r16") _, out("r17") _, out("r18") _,
@@ -52,7 +49,7 @@ macro_rules! switch_site {
 
 /// Suspends the running context (its resume address is the return address of
 /// the `bl`) and resumes the one whose saved stack pointer is `load_sp`,
-/// handing it `*send`; returns what whoever resumes us hands us.
+/// handing it `send`; returns what whoever resumes us hands us.
 ///
 /// # Safety
 /// * `save_sp` must be valid for a write of one pointer and must still be the
@@ -60,16 +57,11 @@ macro_rules! switch_site {
 /// * `load_sp` must be a stack pointer stored by a switch for a context that
 ///   is suspended and has not been resumed since, or a frame made by
 ///   [`init`] that has not been resumed yet.
-/// * `send` must point at a [`Transfer`] readable until the switch is made.
 /// * Nothing may unwind across this call.
 #[inline(always)]
-pub(crate) unsafe fn resume(
-    save_sp: *mut *mut u8,
-    load_sp: *mut u8,
-    send: *const Transfer,
-) -> Transfer {
+pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
     // SAFETY: per the contract above, which is what the routine needs: a
-    // writable save slot, a valid frame to resume, readable words. Every
+    // writable save slot and a valid frame to resume. Every
     // register the routine or the resumed side may change is an output or
     // clobbered (lr and ctr by clobber_abi); the stack below r1 is free and
     // r1 aligned for the routine (no `nostack`).
@@ -91,11 +83,7 @@ pub(crate) unsafe fn resume(
 /// # Safety
 /// As for [`resume`].
 #[inline(always)]
-pub(crate) unsafe fn yield_to(
-    save_sp: *mut *mut u8,
-    load_sp: *mut u8,
-    send: *const Transfer,
-) -> Transfer {
+pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
     // SAFETY: as in `resume`; LR holds the label after the branch, which the
     // routine stores as our resume address: its `blr` lands there or a later
     // switch branches there, with r1 back where it was.
@@ -126,7 +114,7 @@ pub(crate) unsafe fn yield_to(
 pub(crate) unsafe fn resume_forgetting_one(
     save_sp: *mut *mut u8,
     load_sp: *mut u8,
-    send: *const Transfer,
+    send: Transfer,
 ) -> Transfer {
     // SAFETY: as in `resume`, for a caller that keeps nothing in r29 (the
     // ABI test's, whose probe checks exactly that register).
@@ -146,13 +134,4 @@ pub(crate) unsafe fn resume_forgetting_one(
 #[cfg(test)]
 pub(crate) const FORGOTTEN_CLOBBER: &str = "r29";
 
-/// Lays out a new stack's first frame (`GREENLET_INIT`, an ordinary C function).
-///
-/// # Safety
-/// As for [`super::init_stack`].
-#[inline]
-pub(crate) unsafe fn init(stack_top: *mut u8, entry: EntryFn, arg: usize) -> *mut u8 {
-    // SAFETY: forwarded from init_stack; the routine reads entry as a code
-    // address and writes only below stack_top (80 bytes).
-    unsafe { ffi::init(stack_top, entry as usize, arg) }
-}
+freeze_pair_with!(reg_nonzero, "ld {a}, 0({p})", "ld {b}, 8({p})");

@@ -1,8 +1,9 @@
 //! The `asm!` call sites of the s390x switch (`asm/s390x.S`), z/Architecture
 //! ELF ABI.
 //!
-//! Each site loads the three transfer words into r2, r3, r4, the save slot
-//! into r5 and the stack pointer to resume into r1, and declares clobbered
+//! Each site hands the three transfer words over in r2, r3, r4 (and gets the
+//! resumed side's back in the same registers), the save slot in r5 and the
+//! stack pointer to resume in r1, and declares clobbered
 //! everything else `asm!` can name: `clobber_abi("C")` (r0-r5, r14, f0-f7,
 //! v0-v31, a2-a15, cc) and the callee-saved r6-r10, r12, r13 and f8-f15. r11
 //! (the frame pointer) and r15 (the stack pointer) cannot be named, so the
@@ -10,7 +11,7 @@
 //! the thread. The compiler spills only what is live across the switch, into
 //! its own frame, which stays on the suspended stack.
 
-use super::{ffi, EntryFn, Transfer};
+use super::{ffi, Transfer};
 
 /// One switch site: `$enter` is the asm that enters the routine (a `brasl`,
 /// or r14 loaded with the resume label and a `jg`). Every callee-saved
@@ -21,15 +22,11 @@ macro_rules! switch_site {
      [$($f15:tt)*]) => {{
         let (a, b, c): (usize, usize, usize);
         std::arch::asm!(
-            "lg %r2, 0({send})",
-            "lg %r3, 8({send})",
-            "lg %r4, 16({send})",
             $($enter,)+
-            send = in(reg_addr) $send,
             $name = sym $routine,
-            out("r2") a,
-            out("r3") b,
-            out("r4") c,
+            inout("r2") $send.words[0] => a,
+            inout("r3") $send.words[1] => b,
+            inout("r4") $send.words[2] => c,
             inout("r5") $save_sp => _,
             inout("r1") $load_sp => _,
             out("r6") _, out("r7") _, out("r8") _, out("r9") _, out("r10") _,
@@ -45,7 +42,7 @@ macro_rules! switch_site {
 
 /// Suspends the running context (its resume address is the one `brasl`
 /// leaves in r14) and resumes the one whose saved stack pointer is
-/// `load_sp`, handing it `*send`; returns what whoever resumes us hands us.
+/// `load_sp`, handing it `send`; returns what whoever resumes us hands us.
 ///
 /// # Safety
 /// * `save_sp` must be valid for a write of one pointer and must still be the
@@ -53,16 +50,11 @@ macro_rules! switch_site {
 /// * `load_sp` must be a stack pointer stored by a switch for a context that
 ///   is suspended and has not been resumed since, or a frame made by
 ///   [`init`] that has not been resumed yet.
-/// * `send` must point at a [`Transfer`] readable until the switch is made.
 /// * Nothing may unwind across this call.
 #[inline(always)]
-pub(crate) unsafe fn resume(
-    save_sp: *mut *mut u8,
-    load_sp: *mut u8,
-    send: *const Transfer,
-) -> Transfer {
+pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
     // SAFETY: per the contract above, which is what the routine needs: a
-    // writable save slot, a valid frame to resume, readable words. Every
+    // writable save slot and a valid frame to resume. Every
     // register the routine or the resumed side may change is an output or
     // clobbered (r14 by clobber_abi); the stack below r15 is free for the
     // routine (no `nostack`).
@@ -83,11 +75,7 @@ pub(crate) unsafe fn resume(
 /// # Safety
 /// As for [`resume`].
 #[inline(always)]
-pub(crate) unsafe fn yield_to(
-    save_sp: *mut *mut u8,
-    load_sp: *mut u8,
-    send: *const Transfer,
-) -> Transfer {
+pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
     // SAFETY: as in `resume`; r14 holds the label after the jump, which the
     // routine stores as our resume address: its return lands there or a
     // later switch branches there, with r15 back where it was.
@@ -116,7 +104,7 @@ pub(crate) unsafe fn yield_to(
 pub(crate) unsafe fn resume_forgetting_one(
     save_sp: *mut *mut u8,
     load_sp: *mut u8,
-    send: *const Transfer,
+    send: Transfer,
 ) -> Transfer {
     // SAFETY: as in `resume`, for a caller that keeps nothing in f15 (the
     // ABI test's, whose probe checks exactly that register).
@@ -136,13 +124,4 @@ pub(crate) unsafe fn resume_forgetting_one(
 #[cfg(test)]
 pub(crate) const FORGOTTEN_CLOBBER: &str = "f15";
 
-/// Lays out a new stack's first frame (`GREENLET_INIT`, an ordinary C function).
-///
-/// # Safety
-/// As for [`super::init_stack`].
-#[inline]
-pub(crate) unsafe fn init(stack_top: *mut u8, entry: EntryFn, arg: usize) -> *mut u8 {
-    // SAFETY: forwarded from init_stack; the routine reads entry as a code
-    // address and writes only below stack_top (at most 40 bytes).
-    unsafe { ffi::init(stack_top, entry as usize, arg) }
-}
+freeze_pair_with!(reg_addr, "lg {a}, 0({p})", "lg {b}, 8({p})");

@@ -5,10 +5,9 @@
 //! edi (esi is LLVM's base pointer there and ebp the frame pointer; both are
 //! saved by the `.S`). A switch needs five words in (three transfer words,
 //! the save slot, the stack pointer to resume) and three out, so every one of
-//! the five carries a word: the address of the [`Transfer`] comes in eax and
-//! the block loads the words into eax, edx, ecx (eax last); the save slot goes
-//! in ebx and the stack pointer to resume in edi. The received words come out
-//! of eax, edx, ecx. Declared clobbered besides: `clobber_abi("C")` (eax, ecx,
+//! the five carries a word: the three transfer words go in eax, edx, ecx, the
+//! save slot in ebx and the stack pointer to resume in edi. The received words
+//! come out of eax, edx, ecx. Declared clobbered besides: `clobber_abi("C")` (eax, ecx,
 //! edx, every x87, MMX and SSE register; i386 has no callee-saved FP register)
 //! and, as inputs whose value is lost, ebx and edi. The compiler spills only
 //! what is live across the switch, into its own frame (or keeps it in esi or
@@ -18,7 +17,7 @@
 //! address from a call to the next instruction and an add to the pushed word
 //! (see the header of `asm/x86.S`).
 
-use super::{ffi, EntryFn, Transfer};
+use super::{ffi, Transfer};
 
 /// One switch site: `$enter` is the asm that enters the routine (a `call`,
 /// or a push of the resume label and a `jmp`), `$load_sp` the operand (with
@@ -30,14 +29,11 @@ macro_rules! switch_site {
      $($load_sp:tt)*) => {{
         let (a, b, c): (usize, usize, usize);
         std::arch::asm!(
-            "movl 4(%eax), %edx",
-            "movl 8(%eax), %ecx",
-            "movl (%eax), %eax",
             $($enter,)+
             $name = sym $routine,
-            inout("eax") $send => a,
-            out("edx") b,
-            out("ecx") c,
+            inout("eax") $send.words[0] => a,
+            inout("edx") $send.words[1] => b,
+            inout("ecx") $send.words[2] => c,
             inout("ebx") $save_sp => _,
             $($load_sp)*
             clobber_abi("C"),
@@ -49,7 +45,7 @@ macro_rules! switch_site {
 
 /// Suspends the running context (its resume address is the return address of
 /// the call) and resumes the one whose saved stack pointer is `load_sp`,
-/// handing it `*send`; returns what whoever resumes us hands us.
+/// handing it `send`; returns what whoever resumes us hands us.
 ///
 /// # Safety
 /// * `save_sp` must be valid for a write of one pointer and must still be the
@@ -57,16 +53,11 @@ macro_rules! switch_site {
 /// * `load_sp` must be a stack pointer stored by a switch for a context that
 ///   is suspended and has not been resumed since, or a frame made by
 ///   [`init`] that has not been resumed yet.
-/// * `send` must point at a [`Transfer`] readable until the switch is made.
 /// * Nothing may unwind across this call.
 #[inline(always)]
-pub(crate) unsafe fn resume(
-    save_sp: *mut *mut u8,
-    load_sp: *mut u8,
-    send: *const Transfer,
-) -> Transfer {
+pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
     // SAFETY: per the contract above, which is what the routine needs: a
-    // writable save slot, a valid frame to resume, readable words. Every
+    // writable save slot and a valid frame to resume. Every
     // register the routine or the resumed side may change is an output or
     // clobbered; the stack is aligned for the call (no `nostack`).
     unsafe {
@@ -86,11 +77,7 @@ pub(crate) unsafe fn resume(
 /// # Safety
 /// As for [`resume`].
 #[inline(always)]
-pub(crate) unsafe fn yield_to(
-    save_sp: *mut *mut u8,
-    load_sp: *mut u8,
-    send: *const Transfer,
-) -> Transfer {
+pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
     // SAFETY: as in `resume`; the word pushed by the call to the next
     // instruction, moved on to the label after the jmp, is where the frame
     // keeps the resume address, and the routine's return lands on it or a
@@ -119,7 +106,7 @@ pub(crate) unsafe fn yield_to(
 pub(crate) unsafe fn resume_forgetting_one(
     save_sp: *mut *mut u8,
     load_sp: *mut u8,
-    send: *const Transfer,
+    send: Transfer,
 ) -> Transfer {
     // SAFETY: as in `resume`, for a caller that keeps nothing in edi (the
     // ABI test's, whose probe checks exactly that register); the save slot
@@ -140,13 +127,4 @@ pub(crate) unsafe fn resume_forgetting_one(
 #[cfg(test)]
 pub(crate) const FORGOTTEN_CLOBBER: &str = "edi";
 
-/// Lays out a new stack's first frame (`GREENLET_INIT`, an ordinary C function).
-///
-/// # Safety
-/// As for [`super::init_stack`].
-#[inline]
-pub(crate) unsafe fn init(stack_top: *mut u8, entry: EntryFn, arg: usize) -> *mut u8 {
-    // SAFETY: forwarded from init_stack; the routine reads entry as a code
-    // address and writes only below stack_top.
-    unsafe { ffi::init(stack_top, entry as usize, arg) }
-}
+freeze_pair_with!(reg, "mov {a}, [{p}]", "mov {b}, [{p} + 4]");

@@ -1,7 +1,8 @@
 //! The `asm!` call sites of the x86_64 switch (`asm/x86_64.S`), System V.
 //!
-//! Each site loads the three transfer words into rdi, rsi, rdx, the save slot
-//! into r8 and the stack pointer to resume into r9, and declares clobbered
+//! Each site hands the three transfer words over in rdi, rsi, rdx (and gets
+//! the resumed side's back in the same registers), the save slot in r8 and
+//! the stack pointer to resume in r9, and declares clobbered
 //! everything else `asm!` can name: `clobber_abi("C")` (rax, rcx, rdx, rsi,
 //! rdi, r8-r11, every vector and x87 register) and r12-r15. rbx and rbp
 //! cannot be named (LLVM keeps its base and frame pointers there), so the
@@ -19,7 +20,7 @@
 //! them keeps the contract from resting on that.) The `.S` saves rbx, rbp
 //! and the four TEB fields that describe the running stack.
 
-use super::{ffi, EntryFn, Transfer};
+use super::{ffi, Transfer};
 
 /// One switch site: `$enter` is the asm that enters the routine (a `call`,
 /// or a push of the resume label and a `jmp`), `$clobbers` the callee-saved
@@ -30,15 +31,11 @@ macro_rules! switch_site {
         let (a, b, c): (usize, usize, usize);
         #[cfg(not(windows))]
         std::arch::asm!(
-            "mov rdi, [{send}]",
-            "mov rsi, [{send} + 8]",
-            "mov rdx, [{send} + 16]",
             $($enter,)+
-            send = in(reg) $send,
             $name = sym $routine,
-            out("rdi") a,
-            out("rsi") b,
-            out("rdx") c,
+            inout("rdi") $send.words[0] => a,
+            inout("rsi") $send.words[1] => b,
+            inout("rdx") $send.words[2] => c,
             inout("r8") $save_sp => _,
             inout("r9") $load_sp => _,
             $($clobbers)*
@@ -49,15 +46,11 @@ macro_rules! switch_site {
         // Rust 1.88, above this crate's rust-version).
         #[cfg(windows)]
         std::arch::asm!(
-            "mov rdi, [{send}]",
-            "mov rsi, [{send} + 8]",
-            "mov rdx, [{send} + 16]",
             $($enter,)+
-            send = in(reg) $send,
             $name = sym $routine,
-            out("rdi") a,
-            out("rsi") b,
-            out("rdx") c,
+            inout("rdi") $send.words[0] => a,
+            inout("rsi") $send.words[1] => b,
+            inout("rdx") $send.words[2] => c,
             inout("r8") $save_sp => _,
             inout("r9") $load_sp => _,
             $($clobbers)*
@@ -71,7 +64,7 @@ macro_rules! switch_site {
 
 /// Suspends the running context (its resume address is the return address of
 /// the call) and resumes the one whose saved stack pointer is `load_sp`,
-/// handing it `*send`; returns what whoever resumes us hands us.
+/// handing it `send`; returns what whoever resumes us hands us.
 ///
 /// # Safety
 /// * `save_sp` must be valid for a write of one pointer and must still be the
@@ -79,16 +72,11 @@ macro_rules! switch_site {
 /// * `load_sp` must be a stack pointer stored by a switch for a context that
 ///   is suspended and has not been resumed since, or a frame made by
 ///   [`init`] that has not been resumed yet.
-/// * `send` must point at a [`Transfer`] readable until the switch is made.
 /// * Nothing may unwind across this call.
 #[inline(always)]
-pub(crate) unsafe fn resume(
-    save_sp: *mut *mut u8,
-    load_sp: *mut u8,
-    send: *const Transfer,
-) -> Transfer {
+pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
     // SAFETY: per the contract above, which is what the routine needs: a
-    // writable save slot, a valid frame to resume, readable words. Every
+    // writable save slot and a valid frame to resume. Every
     // register the routine or the resumed side may change is an output or
     // clobbered; the stack is aligned for the call (no `nostack`).
     unsafe {
@@ -108,11 +96,7 @@ pub(crate) unsafe fn resume(
 /// # Safety
 /// As for [`resume`].
 #[inline(always)]
-pub(crate) unsafe fn yield_to(
-    save_sp: *mut *mut u8,
-    load_sp: *mut u8,
-    send: *const Transfer,
-) -> Transfer {
+pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
     // SAFETY: as in `resume`; the pushed label is where the frame keeps the
     // resume address, and the routine's return lands on it or a later switch
     // jumps to it, with the stack pointer back where it was before the push.
@@ -136,7 +120,7 @@ pub(crate) unsafe fn yield_to(
 pub(crate) unsafe fn resume_forgetting_one(
     save_sp: *mut *mut u8,
     load_sp: *mut u8,
-    send: *const Transfer,
+    send: Transfer,
 ) -> Transfer {
     // SAFETY: as in `resume`, for a caller that keeps nothing in r15 (the
     // ABI test's, whose probe checks exactly that register).
@@ -154,35 +138,4 @@ pub(crate) unsafe fn resume_forgetting_one(
 #[cfg(test)]
 pub(crate) const FORGOTTEN_CLOBBER: &str = "r15";
 
-/// Lays out a new stack's first frame (`GREENLET_INIT`, an ordinary C function).
-///
-/// # Safety
-/// As for [`super::init_stack`].
-#[cfg(not(windows))]
-#[inline]
-pub(crate) unsafe fn init(stack_top: *mut u8, entry: EntryFn, arg: usize) -> *mut u8 {
-    // SAFETY: forwarded from init_stack; the routine reads entry as a code
-    // address and writes only below stack_top.
-    unsafe { ffi::init(stack_top, entry as usize, arg) }
-}
-
-/// Lays out a new stack's first frame on Windows, where it also carries the
-/// TEB fields that describe the stack: `bounds` (StackBase, StackLimit,
-/// DeallocationStack), or the running thread's own when `None`.
-///
-/// # Safety
-/// As for [`super::init_stack`].
-#[cfg(windows)]
-#[inline]
-pub(crate) unsafe fn init(
-    stack_top: *mut u8,
-    entry: EntryFn,
-    arg: usize,
-    bounds: Option<&super::StackBounds>,
-) -> *mut u8 {
-    let bounds = bounds.map_or(std::ptr::null(), |b| b as *const super::StackBounds);
-    // SAFETY: forwarded from init_stack; the routine reads entry as a code
-    // address, reads three words at a non-null `bounds`, and writes only
-    // below stack_top.
-    unsafe { ffi::init_windows(stack_top, entry as usize, arg, bounds) }
-}
+freeze_pair_with!(reg, "mov {a}, [{p}]", "mov {b}, [{p} + 8]");

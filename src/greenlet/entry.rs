@@ -100,9 +100,8 @@ unsafe fn die_returning(me: *const Inner, result: Value) -> ! {
                     let (parent, _) = mark_dead(inner);
                     // The value goes in registers: nothing is left on this
                     // stack for the resumed side to read.
-                    let send = result.into_transfer();
                     // SAFETY: as in `die`.
-                    unsafe { leave(me, parent, &send, None) };
+                    unsafe { leave(me, parent, result.into_transfer(), None) };
                     unreachable!("greenlet invariant: a dead greenlet is never resumed")
                 }
                 Err(own) => inner.stack.set(Some(own)),
@@ -123,10 +122,6 @@ thread_local! {
     /// usable while thread-local destructors run.
     static LAST_RECORD: std::cell::UnsafeCell<MaybeUninit<Record>> =
         const { std::cell::UnsafeCell::new(MaybeUninit::uninit()) };
-    /// The words that send the last record, for the same reason: the switch
-    /// reads them after the sanitizer has freed the dying stack's fake frames.
-    static LAST_WORDS: std::cell::UnsafeCell<Transfer> =
-        const { std::cell::UnsafeCell::new(Transfer::new(0, 0, 0)) };
 }
 
 /// Marks `me` dead and leaves its stack for good, handing `outcome` to the
@@ -146,16 +141,12 @@ unsafe fn die(me: *const Inner, outcome: Message) -> ! {
     // record was read by its resumed side before anything could run.
     // MaybeUninit never drops what it held, so writing over it is fine.
     unsafe { slot.write(record) };
-    let words = LAST_WORDS.with(|w| w.get());
-    // SAFETY: this thread's slot, read by the switch below before anything
-    // else can run on the thread; then `me` is marked dead, `parent` is live
-    // and, being an ancestor of the running greenlet, not running, and not
-    // dead (first_live). Both slots stay in place for the thread's lifetime.
-    // Nothing resumes us again.
-    unsafe {
-        words.write(Record::words(slot));
-        leave(me, parent, &*words, None)
-    };
+    // SAFETY: `me` is marked dead; `parent` is live and, being an ancestor
+    // of the running greenlet, not running, and not dead (first_live). The
+    // record's slot stays in place for the thread's lifetime, and its words
+    // go in registers, read by nobody before the resumed side. Nothing
+    // resumes us again.
+    unsafe { leave(me, parent, Record::words(slot), None) };
     unreachable!("greenlet invariant: a dead greenlet is never resumed")
 }
 

@@ -58,7 +58,7 @@ pub(crate) fn backtrace(target: *const Inner) -> Option<Backtrace> {
     // RESUME, and YIELD back in `answer`: a pair the predictor follows, and
     // neither side's `resumer` changes (an introspection is not a switch).
     let send = Transfer::new(0, 0, (&mut request as *mut Request as usize) | INTROSPECT);
-    let got = unsafe { arch::resume(cur.sp.as_ptr(), tgt.sp.get(), &send) };
+    let got = unsafe { arch::resume(cur.sp.as_ptr(), tgt.sp.get(), send) };
     sanitizer::finish_switch(&fake, tgt.stack_bounds().is_none());
     thread::set_current(current);
     tgt.state.set(State::Suspended);
@@ -104,7 +104,7 @@ pub(crate) unsafe fn answer(word: usize, me: *const Inner, fake: &mut FakeStack)
         arch::yield_to(
             (*me).sp.as_ptr(),
             requester.sp.get(),
-            &Transfer::new(0, 0, 0),
+            Transfer::new(0, 0, 0),
         )
     }
 }

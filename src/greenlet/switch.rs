@@ -124,10 +124,10 @@ pub(crate) fn is_value(t: &Transfer) -> bool {
 /// # Safety
 /// `cur` must be the running greenlet's object, already marked suspended or
 /// dead, `tgt` a resumable one of this thread, already marked running and
-/// current; `send` must stay readable until the switch is made, and nothing
-/// may unwind across it.
+/// current; a record that `send` names must stay valid until the resumed
+/// side has read it, and nothing may unwind across the switch.
 #[inline(always)]
-pub(crate) unsafe fn arch_switch(cur: &Inner, tgt: &Inner, send: &Transfer) -> Transfer {
+pub(crate) unsafe fn arch_switch(cur: &Inner, tgt: &Inner, send: Transfer) -> Transfer {
     let (save_sp, load_sp) = (cur.sp.as_ptr(), tgt.sp.get());
     if std::ptr::eq(cur.resumer.get(), tgt) {
         cur.resumer.set(std::ptr::null());
@@ -156,6 +156,10 @@ pub(crate) unsafe fn arch_switch(cur: &Inner, tgt: &Inner, send: &Transfer) -> T
 pub(crate) fn switch_value(target: *const Inner, value: Value) -> Value {
     // SAFETY: the caller holds a handle to `target`.
     let tgt = unsafe { &*target };
+    // The value as the words the switch carries in registers. The ways out
+    // of line take the words too, one register each, so that the value is
+    // never spilled to memory for their sake on the fast path.
+    let [a, b, c] = value.into_transfer().words;
     // One flag word (no tracer, main made, no sanitizer, and the greenlet
     // being left still has a handle: otherwise the side it switches to must
     // release or kill it, which the slow path does) and the target's state.
@@ -163,22 +167,69 @@ pub(crate) fn switch_value(target: *const Inner, value: Value) -> Value {
         // SAFETY: without the NO_MAIN flag CURRENT is set, and it is live
         // (nothing frees a running greenlet).
         let cur = unsafe { &*thread::current_unchecked() };
-        let send = value.into_transfer();
         cur.state.set(State::Suspended);
         tgt.state.set(State::Running);
         thread::set_current(target);
         // SAFETY: `cur` is running, now marked suspended; `tgt` is resumable
         // (not running, not dead), now running and current. Nothing here
         // unwinds.
-        let got = unsafe { arch_switch(cur, tgt, &send) };
-        if is_value(&got) {
-            // SAFETY: untagged words from whoever resumed us: a value.
-            return unsafe { Value::from_transfer(got) };
-        }
-        // SAFETY: the words our pending switch was resumed with.
-        return deliver(unsafe { resumed_message(got, &mut FakeStack::fresh()) });
+        let got = unsafe { arch_switch(cur, tgt, Transfer::new(a, b, c)) };
+        let [a, b, c] = got.words;
+        let got = if is_value(&got) {
+            got
+        } else {
+            let mut out = MaybeUninit::uninit();
+            // SAFETY: the words our pending switch was resumed with.
+            unsafe { resumed_slow(a, b, c, &mut out) };
+            // SAFETY: written by resumed_slow, which returned.
+            unsafe { out.assume_init() }
+        };
+        // SAFETY: untagged words from whoever resumed us, or the words of
+        // the value that the bookkeeping delivered: a value.
+        return unsafe { Value::from_transfer(got) };
     }
-    switch_slow(target, Message::Value(value))
+    let mut out = MaybeUninit::uninit();
+    // SAFETY: the words of `value`, which is not used again.
+    unsafe { switch_value_slow(a, b, c, target, &mut out) };
+    // SAFETY: written by switch_value_slow, which returned.
+    let got = unsafe { out.assume_init() };
+    // SAFETY: the words of the value the slow path returned.
+    unsafe { Value::from_transfer(got) }
+}
+
+/// [`switch_value`]'s way to the slow path, with the value as its words.
+///
+/// # Safety
+/// `a`, `b`, `c` must be the words of a [`Value::into_transfer`], not taken
+/// back elsewhere.
+#[cold]
+#[inline(never)]
+// The words first: they are then already in the registers that the switch
+// itself takes them in, and a loop that switches keeps them there.
+unsafe fn switch_value_slow(
+    a: usize,
+    b: usize,
+    c: usize,
+    target: *const Inner,
+    out: &mut MaybeUninit<Transfer>,
+) {
+    // SAFETY: forwarded.
+    let value = unsafe { Value::from_transfer(Transfer::new(a, b, c)) };
+    out.write(switch_slow(target, Message::Value(value)).into_transfer());
+}
+
+/// [`switch_value`]'s way to the resumed side's bookkeeping, with the words
+/// the switch brought.
+///
+/// # Safety
+/// As for [`resumed_message`], for a greenlet that suspended in
+/// [`switch_value`]'s fast path.
+#[cold]
+#[inline(never)]
+unsafe fn resumed_slow(a: usize, b: usize, c: usize, out: &mut MaybeUninit<Transfer>) {
+    // SAFETY: forwarded; the fast path keeps no fake stack.
+    let message = unsafe { resumed_message(Transfer::new(a, b, c), &mut FakeStack::fresh()) };
+    out.write(deliver(message).into_transfer());
 }
 
 /// The slow path of a switch or throw: every case the fast path leaves out.
@@ -201,7 +252,7 @@ pub(crate) fn switch_slow(target: *const Inner, mut message: Message) -> Value {
     // (first_live), not running (only `current` runs).
     unsafe { (*current).state.set(State::Suspended) };
     // SAFETY: as above; the record stays on this frame while we are suspended.
-    let got = unsafe { leave(current, live, &Record::words(&record), Some(&mut fake)) };
+    let got = unsafe { leave(current, live, Record::words(&record), Some(&mut fake)) };
     // SAFETY: the words our pending switch was resumed with.
     deliver(unsafe { resumed_message(got, &mut fake) })
 }
@@ -219,7 +270,7 @@ pub(crate) fn switch_slow(target: *const Inner, mut message: Message) -> Value {
 pub(crate) unsafe fn leave(
     current: *const Inner,
     target: *const Inner,
-    send: &Transfer,
+    send: Transfer,
     fake: Option<&mut FakeStack>,
 ) -> Transfer {
     // SAFETY: both are live per the contract.

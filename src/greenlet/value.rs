@@ -8,14 +8,23 @@ use std::any::{Any, TypeId};
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{self, ManuallyDrop, MaybeUninit};
+use std::ptr;
 
-use crate::arch::Transfer;
+use crate::arch::{self, Transfer};
 
-/// Two machine words, in `u64` units so that the slot is aligned for `u64` on
-/// 32-bit CPUs too: there `u64`, `i64` and `f64` are two words but may be
-/// 8-aligned (armv7), and S12 wants them inline.
-const INLINE_WORDS: usize = 2 * mem::size_of::<usize>() / mem::size_of::<u64>();
-type Inline = [MaybeUninit<u64>; INLINE_WORDS];
+/// Two machine words, 8-aligned on every CPU so that `u64`, `i64` and `f64`
+/// (two words on 32-bit CPUs, and 8-aligned on some, such as armv7) are
+/// stored inline there too, as S12 wants. Pointer-typed, so that a stored
+/// pointer keeps its provenance; always initialised (see [`Value::new`]),
+/// so that a switch can carry them in registers.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct Words([*const (); 2]);
+
+/// The same two words while a value is being written into them: its
+/// padding, if it has any, is not initialised yet.
+#[repr(C, align(8))]
+struct RawWords([MaybeUninit<*const ()>; 2]);
 
 /// Per-type operations; one `'static` instance per stored type.
 struct VTable {
@@ -24,14 +33,14 @@ struct VTable {
     /// Drops the stored value in place (inline) or frees its box (boxed);
     /// `None` for inline types with no destructor (`()`, integers, `&T`...),
     /// so that dropping such a `Value` costs a branch, not an indirect call.
-    drop: Option<unsafe fn(&mut Inline)>,
+    drop: Option<unsafe fn(&mut Words)>,
 }
 
 struct Ops<T>(T);
 
 impl<T: 'static> Ops<T> {
-    const INLINE: bool = mem::size_of::<T>() <= mem::size_of::<Inline>()
-        && mem::align_of::<T>() <= mem::align_of::<Inline>();
+    const INLINE: bool = mem::size_of::<T>() <= mem::size_of::<Words>()
+        && mem::align_of::<T>() <= mem::align_of::<Words>();
 
     const VTABLE: VTable = VTable {
         type_id: TypeId::of::<T>,
@@ -45,11 +54,11 @@ impl<T: 'static> Ops<T> {
 
     /// # Safety
     /// `slot` must hold a live `T` stored by [`Value::new`] for this `T`.
-    unsafe fn drop_stored(slot: &mut Inline) {
+    unsafe fn drop_stored(slot: &mut Words) {
         if Self::INLINE {
             // SAFETY: for inline types the slot holds the T itself, initialised
             // and suitably aligned (checked by INLINE).
-            unsafe { slot.as_mut_ptr().cast::<T>().drop_in_place() }
+            unsafe { slot.0.as_mut_ptr().cast::<T>().drop_in_place() }
         } else {
             // SAFETY: for boxed types the first word is the pointer returned by
             // Box::into_raw for this T, not yet freed.
@@ -58,50 +67,36 @@ impl<T: 'static> Ops<T> {
     }
 }
 
-/// The box pointer that [`Value::new`] stored in the first word of a slot.
-///
-/// # Safety
-/// The slot must hold a boxed `T` stored by `Value::new`.
-unsafe fn boxed_ptr<T>(slot: &Inline) -> *mut T {
-    // SAFETY: per the contract, the first word was written as a `*mut T`.
-    unsafe { slot.as_ptr().cast::<*mut T>().read() }
+/// Is `T` one of the common types known to have no padding, whose bytes
+/// are therefore all initialised once written? Those skip the freeze in
+/// [`Value::new`], so that an integer sent by a switch goes straight into
+/// its register. Decided at compile time: the type ids are constants.
+#[inline(always)]
+fn without_padding<T: 'static>() -> bool {
+    let id = TypeId::of::<T>();
+    [
+        TypeId::of::<u8>(),
+        TypeId::of::<u16>(),
+        TypeId::of::<u32>(),
+        TypeId::of::<u64>(),
+        TypeId::of::<usize>(),
+        TypeId::of::<i8>(),
+        TypeId::of::<i16>(),
+        TypeId::of::<i32>(),
+        TypeId::of::<i64>(),
+        TypeId::of::<isize>(),
+        TypeId::of::<f32>(),
+        TypeId::of::<f64>(),
+        TypeId::of::<bool>(),
+        TypeId::of::<char>(),
+        TypeId::of::<&'static str>(),
+    ]
+    .contains(&id)
 }
 
-/// The slot as one 16-byte store will write it, on x86_64.
-///
-/// A value made here is usually stored into a switch's record and moved out
-/// of it on the other side straight away. The move reads the slot with one
-/// 16-byte load, which the store buffer can serve only from a store that
-/// covers all of it: after the two 8-byte stores (or the single one) that
-/// writing a u64 or a box pointer takes, the load waits for them to reach the
-/// cache. Passing the slot through a vector register makes the compiler store
-/// it in one piece: a u64 round trip went from 13.5 ns to 9.7 ns, the same as
-/// a unit one (AMD EPYC VM, criterion, docs/benchmarks.md). Elsewhere the slot
-/// goes as it is.
-#[inline(always)]
-fn whole_slot(slot: Inline) -> Inline {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::__m128i;
-        const _: () = assert!(mem::size_of::<Inline>() == mem::size_of::<__m128i>());
-        // `MaybeUninit` so that the copy keeps every byte as it is: uninitialised
-        // padding of the stored type, and a pointer's provenance.
-        // SAFETY: both are 16 bytes; the unaligned read and write need no more
-        // than the u64 alignment the slot has.
-        unsafe {
-            let whole = slot
-                .as_ptr()
-                .cast::<MaybeUninit<__m128i>>()
-                .read_unaligned();
-            let mut out: Inline = [MaybeUninit::uninit(); INLINE_WORDS];
-            out.as_mut_ptr()
-                .cast::<MaybeUninit<__m128i>>()
-                .write_unaligned(whole);
-            out
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    slot
+/// The box pointer that [`Value::new`] stored in the first word of a slot.
+fn boxed_ptr<T>(slot: &Words) -> *mut T {
+    slot.0[0].cast_mut().cast::<T>()
 }
 
 /// Any `'static` value passed by [`switch`](crate::Greenlet::switch), returned by
@@ -124,16 +119,16 @@ fn whole_slot(slot: Inline) -> Inline {
 /// assert_eq!(v.downcast::<&str>().unwrap(), "hi");
 /// ```
 // The payload first and the type descriptor last, in this order (repr(C)):
-// a switch moves a Value from the other side's stack, where it was just
-// written, with one 16-byte load of the payload and one 8-byte load of the
-// descriptor. With the descriptor first, the 16-byte load spanned the
-// descriptor's store and the payload's, which the store buffer cannot forward,
-// and the load waited for both to reach the cache: a u64 round trip took
-// 10.9 ns against 6.8 ns for a unit one; laid out this way both take 6.9 ns
-// (Xeon VM, criterion, docs/benchmarks.md).
+// where a Value does go through memory (a received one that is kept, a
+// record of the slow path), its two words are read with one 16-byte load
+// and the descriptor with one 8-byte load, each matching the store that
+// wrote it, which the store buffer can forward. With the descriptor first,
+// the 16-byte load spanned two stores and waited for both to reach the
+// cache: a u64 round trip took 10.9 ns against 6.8 ns for a unit one (Xeon
+// VM, criterion, docs/benchmarks.md).
 #[repr(C)]
 pub struct Value {
-    slot: Inline,
+    slot: Words,
     vtable: &'static VTable,
     /// A `Value` may hold an `Rc` or a `Greenlet`: it must not cross threads.
     _not_send: PhantomData<*const ()>,
@@ -158,32 +153,50 @@ impl Value {
             // reading the Value out of it moves it without a double drop.
             return unsafe { std::ptr::read(value) };
         }
-        // Zeroed rather than left uninitialised, so that it can be stored
-        // whole (see `whole_slot`).
-        let mut slot: Inline = [MaybeUninit::new(0); INLINE_WORDS];
-        if Ops::<T>::INLINE {
-            // SAFETY: INLINE guarantees the slot is large and aligned enough for T;
-            // ownership moves from the ManuallyDrop into the slot.
-            unsafe {
-                slot.as_mut_ptr()
-                    .cast::<T>()
-                    .write(ManuallyDrop::take(&mut v))
-            }
-        } else {
-            // SAFETY: as above, ownership moves out of the ManuallyDrop into the box.
+        let slot = if !Ops::<T>::INLINE {
+            // SAFETY: ownership moves out of the ManuallyDrop into the box.
             let boxed = Box::new(unsafe { ManuallyDrop::take(&mut v) });
             // Stored as a pointer, not as an integer, so that it keeps its
             // provenance (Miri checks this with -Zmiri-strict-provenance).
-            // SAFETY: the slot is two words, aligned for u64: room for a pointer.
+            Words([Box::into_raw(boxed).cast_const().cast(), ptr::null()])
+        } else if mem::size_of::<T>() == 0 {
+            // Nothing to store; the words are null, which is initialised.
+            Words([ptr::null(); 2])
+        } else if without_padding::<T>() {
+            let mut raw = RawWords([MaybeUninit::new(ptr::null()); 2]);
+            // SAFETY: as below; T has no padding, so after the write every
+            // byte of the words is initialised, and they may be read as
+            // words (an integer's bytes read as a pointer make a pointer
+            // without provenance, never dereferenced: they go back as the
+            // same integer).
             unsafe {
-                slot.as_mut_ptr()
-                    .cast::<*mut T>()
-                    .write(Box::into_raw(boxed))
+                raw.0
+                    .as_mut_ptr()
+                    .cast::<T>()
+                    .write(ManuallyDrop::take(&mut v));
+                Words(raw.0.as_ptr().cast::<[*const (); 2]>().read())
+            }
+        } else {
+            // Zeroed first, so that the bytes outside the value are
+            // initialised; the value's own padding may not be, so the words
+            // are read back through the assembly (`freeze_pair`), the one
+            // way to turn such bytes into words that a register may carry.
+            // For a value without padding the compiler keeps it to a store
+            // and two loads that match it.
+            let mut raw = RawWords([MaybeUninit::new(ptr::null()); 2]);
+            // SAFETY: INLINE guarantees the slot is large and aligned enough
+            // for T; ownership moves from the ManuallyDrop into the slot.
+            unsafe {
+                raw.0
+                    .as_mut_ptr()
+                    .cast::<T>()
+                    .write(ManuallyDrop::take(&mut v))
             };
-        }
+            Words(arch::freeze_pair(&raw.0))
+        };
         Value {
             vtable: &Ops::<T>::VTABLE,
-            slot: whole_slot(slot),
+            slot,
             _not_send: PhantomData,
         }
     }
@@ -218,7 +231,7 @@ impl Value {
         if Ops::<T>::INLINE {
             // SAFETY: the type check passed, so the slot holds an inline T; the
             // Value is never dropped (ManuallyDrop), so the T moves out exactly once.
-            Ok(unsafe { this.slot.as_ptr().cast::<T>().read() })
+            Ok(unsafe { this.slot.0.as_ptr().cast::<T>().read() })
         } else {
             // SAFETY: the type check passed, so the first word is Box<T>::into_raw;
             // the Value is never dropped, so the box is reclaimed exactly once.
@@ -240,7 +253,7 @@ impl Value {
         if Ops::<T>::INLINE {
             // SAFETY: the type check passed, so the slot holds a live inline T that
             // lives as long as &self.
-            Some(unsafe { &*self.slot.as_ptr().cast::<T>() })
+            Some(unsafe { &*self.slot.0.as_ptr().cast::<T>() })
         } else {
             // SAFETY: the type check passed, so the first word points at a live
             // boxed T owned by self.
@@ -267,22 +280,18 @@ impl Value {
     /// type descriptor's address, which is at least 4-aligned, so its two low
     /// bits are free for the switch's tags (always zero here). Ownership goes
     /// with the words: exactly one [`Value::from_transfer`] must take it back.
+    /// The words are exposed as addresses (`as usize`) and taken back from
+    /// them, so that a pointer inside a value keeps its provenance across
+    /// the switch.
     #[inline(always)]
     pub(crate) fn into_transfer(self) -> Transfer {
         let this = ManuallyDrop::new(self);
-        const _: () = assert!(mem::size_of::<Inline>() == 2 * mem::size_of::<usize>());
         const _: () = assert!(mem::align_of::<VTable>() >= 4);
-        let mut words = [MaybeUninit::<usize>::uninit(); 3];
-        // SAFETY: the slot is exactly two words; copying it as MaybeUninit
-        // keeps every byte as it is (uninitialised padding, provenance).
-        unsafe {
-            words
-                .as_mut_ptr()
-                .cast::<Inline>()
-                .write_unaligned(this.slot)
-        };
-        words[2] = MaybeUninit::new(this.vtable as *const VTable as usize);
-        Transfer { words }
+        Transfer::new(
+            this.slot.0[0] as usize,
+            this.slot.0[1] as usize,
+            this.vtable as *const VTable as usize,
+        )
     }
 
     /// Takes back a value that [`Value::into_transfer`] made into words.
@@ -293,15 +302,13 @@ impl Value {
     #[inline(always)]
     pub(crate) unsafe fn from_transfer(t: Transfer) -> Value {
         let [a, b, c] = t.words;
-        // SAFETY: per the contract the first two words are a slot (two words
-        // in either unit, so the transmute only regroups them, in registers)
-        // and the third the address of a 'static VTable.
-        unsafe {
-            Value {
-                slot: mem::transmute::<[MaybeUninit<usize>; 2], Inline>([a, b]),
-                vtable: &*(c.assume_init() as *const VTable),
-                _not_send: PhantomData,
-            }
+        // SAFETY: per the contract the third word is the address of a
+        // 'static VTable (exposed by into_transfer).
+        let vtable = unsafe { &*(c as *const VTable) };
+        Value {
+            slot: Words([a as *const (), b as *const ()]),
+            vtable,
+            _not_send: PhantomData,
         }
     }
 }
@@ -351,20 +358,46 @@ mod tests {
         assert_eq!(Value::new(5u128).downcast::<u128>().unwrap(), 5);
     }
 
-    /// The slot is copied whole (`whole_slot`): padding bytes, references and
-    /// small pointers inside it come out intact (Miri checks the provenance).
+    /// References and small pointers stored inline come out intact, with
+    /// their provenance (Miri checks it with strict provenance).
     #[test]
-    fn padded_values_and_references_survive_the_whole_slot_copy() {
+    fn references_and_pointers_survive_the_words() {
         let text: &'static str = "borrowed";
         let back = Value::new(text).downcast::<&str>().unwrap();
         assert!(std::ptr::eq(back, text));
+        let rc = Rc::new(11);
+        let back = Value::new(rc.clone()).downcast::<Rc<i32>>().unwrap();
+        assert!(Rc::ptr_eq(&back, &rc) && *back == 11);
+    }
+
+    /// Values with padding (a tuple's, an `Option`'s unused payload) are
+    /// frozen into words by the assembly and come out as they went in.
+    #[test]
+    fn padded_values_survive_the_freeze() {
+        if cfg!(miri) {
+            eprintln!(
+                "!!! NOT RUN UNDER MIRI: padded values are frozen into words by inline \
+                 assembly, which Miri cannot run (its stand-in is a plain read, which \
+                 Miri rightly rejects for padding); the native and qemu runs check it"
+            );
+            return;
+        }
         assert_eq!(
             Value::new((7u8, 9u32)).downcast::<(u8, u32)>().unwrap(),
             (7, 9)
         );
-        let rc = Rc::new(11);
-        let back = Value::new(rc.clone()).downcast::<Rc<i32>>().unwrap();
-        assert!(Rc::ptr_eq(&back, &rc) && *back == 11);
+        assert_eq!(
+            Value::new((1u8, 2u64)).downcast::<(u8, u64)>().unwrap(),
+            (1, 2)
+        );
+        assert_eq!(
+            Value::new(None::<u32>).downcast::<Option<u32>>().unwrap(),
+            None
+        );
+        assert_eq!(
+            Value::new(Some(5u16)).downcast::<Option<u16>>().unwrap(),
+            Some(5)
+        );
     }
 
     #[test]

@@ -128,7 +128,7 @@ macro_rules! probe_body {
                 $site(
                     &mut (*ctx).probe_sp,
                     (*ctx).clobber_sp,
-                    &Transfer::new(0, 0, 0),
+                    Transfer::new(0, 0, 0),
                 )
             };
         }
@@ -146,8 +146,8 @@ unsafe extern "C" fn clobber_body(ctx: *mut Ctx) -> ! {
     unsafe {
         let send = Transfer::new(0, 0, 0);
         match (*ctx).back {
-            Entry::Resume => arch::resume(&mut (*ctx).clobber_sp, (*ctx).probe_sp, &send),
-            Entry::Yield => arch::yield_to(&mut (*ctx).clobber_sp, (*ctx).probe_sp, &send),
+            Entry::Resume => arch::resume(&mut (*ctx).clobber_sp, (*ctx).probe_sp, send),
+            Entry::Yield => arch::yield_to(&mut (*ctx).clobber_sp, (*ctx).probe_sp, send),
             Entry::ResumeForgettingOne => unreachable!("only the probe forgets"),
         }
     };

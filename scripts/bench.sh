@@ -66,6 +66,7 @@ rows = [
     ("round trip, unit value", mean("round_trip", "greenlet", "unit"), mean("round_trip", "corosensei", "unit"), mean("round_trip", "context", "unit"), None),
     ("round trip, u64", mean("round_trip", "greenlet", "u64"), mean("round_trip", "corosensei", "u64"), mean("round_trip", "context", "u64"), python.get("round_trip")),
     ("round trip, the switch in a non-inlined helper", mean("round_trip", "greenlet", "in_helper"), mean("round_trip", "corosensei", "in_helper"), None, None),
+    ("round trip, the same, the value dropped in the helper", mean("round_trip", "greenlet", "in_helper_dropping"), mean("round_trip", "corosensei", "in_helper"), None, None),
     ("round trip, unit, `fp-control` build", mean("round_trip_fp_control", "greenlet", "unit"), mean("round_trip_fp_control", "corosensei", "unit"), mean("round_trip_fp_control", "context", "unit"), None),
     ("round trip, u64, `fp-control` build", mean("round_trip_fp_control", "greenlet", "u64"), mean("round_trip_fp_control", "corosensei", "u64"), mean("round_trip_fp_control", "context", "u64"), None),
     ("create + run + die, pooled / reused stack", mean("create_run_die", "greenlet", "pooled"), mean("create_run_die", "corosensei", "reused"), None, python.get("create_run_die")),

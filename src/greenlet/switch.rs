@@ -180,8 +180,13 @@ pub(crate) fn switch_value(target: *const Inner, value: Value) -> Value {
         } else {
             let mut out = MaybeUninit::uninit();
             // SAFETY: the words our pending switch was resumed with.
-            unsafe { resumed_slow(a, b, c, &mut out) };
-            // SAFETY: written by resumed_slow, which returned.
+            if let Some(thrown) = unsafe { resumed_slow(a, b, c, &mut out) } {
+                // Raised from this frame, the caller's: the unwinder then
+                // has no frame of ours to walk (about 3,000 instructions
+                // each, in a kill or a throw).
+                panic::resume_unwind(thrown);
+            }
+            // SAFETY: written by resumed_slow, which returned no throw.
             unsafe { out.assume_init() }
         };
         // SAFETY: untagged words from whoever resumed us, or the words of
@@ -219,17 +224,28 @@ unsafe fn switch_value_slow(
 }
 
 /// [`switch_value`]'s way to the resumed side's bookkeeping, with the words
-/// the switch brought.
+/// the switch brought: writes the value to return to `out`, or returns the
+/// payload to raise.
 ///
 /// # Safety
 /// As for [`resumed_message`], for a greenlet that suspended in
 /// [`switch_value`]'s fast path.
 #[cold]
 #[inline(never)]
-unsafe fn resumed_slow(a: usize, b: usize, c: usize, out: &mut MaybeUninit<Transfer>) {
+unsafe fn resumed_slow(
+    a: usize,
+    b: usize,
+    c: usize,
+    out: &mut MaybeUninit<Transfer>,
+) -> Option<Box<dyn Any + Send>> {
     // SAFETY: forwarded; the fast path keeps no fake stack.
-    let message = unsafe { resumed_message(Transfer::new(a, b, c), &mut FakeStack::fresh()) };
-    out.write(deliver(message).into_transfer());
+    match unsafe { resumed_message(Transfer::new(a, b, c), &mut FakeStack::fresh()) } {
+        Message::Value(v) => {
+            out.write(v.into_transfer());
+            None
+        }
+        Message::Throw(payload) => Some(payload),
+    }
 }
 
 /// The slow path of a switch or throw: every case the fast path leaves out.

@@ -162,27 +162,9 @@ impl Value {
         } else if mem::size_of::<T>() == 0 {
             // Nothing to store; the words are null, which is initialised.
             Words([ptr::null(); 2])
-        } else if without_padding::<T>() {
-            let mut raw = RawWords([MaybeUninit::new(ptr::null()); 2]);
-            // SAFETY: as below; T has no padding, so after the write every
-            // byte of the words is initialised, and they may be read as
-            // words (an integer's bytes read as a pointer make a pointer
-            // without provenance, never dereferenced: they go back as the
-            // same integer).
-            unsafe {
-                raw.0
-                    .as_mut_ptr()
-                    .cast::<T>()
-                    .write(ManuallyDrop::take(&mut v));
-                Words(raw.0.as_ptr().cast::<[*const (); 2]>().read())
-            }
         } else {
             // Zeroed first, so that the bytes outside the value are
-            // initialised; the value's own padding may not be, so the words
-            // are read back through the assembly (`freeze_pair`), the one
-            // way to turn such bytes into words that a register may carry.
-            // For a value without padding the compiler keeps it to a store
-            // and two loads that match it.
+            // initialised.
             let mut raw = RawWords([MaybeUninit::new(ptr::null()); 2]);
             // SAFETY: INLINE guarantees the slot is large and aligned enough
             // for T; ownership moves from the ManuallyDrop into the slot.
@@ -192,7 +174,19 @@ impl Value {
                     .cast::<T>()
                     .write(ManuallyDrop::take(&mut v))
             };
-            Words(arch::freeze_pair(&raw.0))
+            if without_padding::<T>() {
+                // SAFETY: T has no padding, so every byte of the words is
+                // initialised now, and they may be read as words (an
+                // integer's bytes read as a pointer make a pointer without
+                // provenance, never dereferenced: it goes back as the same
+                // integer).
+                Words(unsafe { raw.0.as_ptr().cast::<[*const (); 2]>().read() })
+            } else {
+                // The value's padding may be uninitialised: the words are
+                // read back through the assembly, the one way to turn such
+                // bytes into words that a register may carry.
+                Words(arch::freeze_pair(&raw.0))
+            }
         };
         Value {
             vtable: &Ops::<T>::VTABLE,

@@ -21,15 +21,15 @@ use super::{ffi, Transfer};
 /// `adr x30` of the resume label and `b`), `$clobbers` what it declares
 /// clobbered besides its operands.
 macro_rules! switch_site {
-    ($save_sp:expr, $load_sp:expr, $send:expr, [$($enter:literal),+], $name:ident = $routine:path,
+    ($save_sp:expr, $load_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
      [$($clobbers:tt)*]) => {{
         let (a, b, c): (usize, usize, usize);
         std::arch::asm!(
             $($enter,)+
             $name = sym $routine,
-            inout("x0") $send.words[0] => a,
-            inout("x1") $send.words[1] => b,
-            inout("x2") $send.words[2] => c,
+            inout("x0") $wa => a,
+            inout("x1") $wb => b,
+            inout("x2") $wc => c,
             inout("x3") $save_sp => _,
             inout("x4") $load_sp => _,
             $($clobbers)*
@@ -40,7 +40,7 @@ macro_rules! switch_site {
 
 /// Suspends the running context (its resume address is the return address of
 /// the `bl`) and resumes the one whose saved stack pointer is `load_sp`,
-/// handing it `send`; returns what whoever resumes us hands us.
+/// handing it the words `a`, `b`, `c`; returns what whoever resumes us hands us.
 ///
 /// # Safety
 /// * `save_sp` must be valid for a write of one pointer and must still be the
@@ -50,14 +50,20 @@ macro_rules! switch_site {
 ///   [`init`] that has not been resumed yet.
 /// * Nothing may unwind across this call.
 #[inline(always)]
-pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
+pub(crate) unsafe fn resume(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> Transfer {
     // SAFETY: per the contract above, which is what the routine needs: a
     // writable save slot and a valid frame to resume. Every
     // register the routine or the resumed side may change is an output or
     // clobbered; the stack is 16-aligned for the call (no `nostack`).
     unsafe {
         switch_site!(
-            save_sp, load_sp, send,
+            save_sp, load_sp, [a, b, c],
             ["bl {resume}"],
             resume = ffi::resume,
             [out("x20") _, out("x21") _, out("x22") _, out("x23") _, out("x24") _,
@@ -73,13 +79,19 @@ pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Trans
 /// # Safety
 /// As for [`resume`].
 #[inline(always)]
-pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
+pub(crate) unsafe fn yield_to(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> Transfer {
     // SAFETY: as in `resume`; x30 (clobbered) holds the label after the
     // branch, which the routine stores as our resume address: its `ret`, or
     // a later switch's `br`, lands there with sp as it was.
     unsafe {
         switch_site!(
-            save_sp, load_sp, send,
+            save_sp, load_sp, [a, b, c],
             ["adr x30, 2f", "b {yield_}", "2:"],
             yield_ = ffi::yield_,
             [out("x20") _, out("x21") _, out("x22") _, out("x23") _, out("x24") _,
@@ -113,12 +125,14 @@ pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Tra
 pub(crate) unsafe fn resume_forgetting_one(
     save_sp: *mut *mut u8,
     load_sp: *mut u8,
-    send: Transfer,
+    a: usize,
+    b: usize,
+    c: usize,
 ) -> Transfer {
     macro_rules! forgetting_site {
         ($($x18:tt)*) => {
             switch_site!(
-                save_sp, load_sp, send,
+                save_sp, load_sp, [a, b, c],
                 ["bl {resume}"],
                 resume = ffi::resume,
                 [out("x5") _, out("x6") _, out("x7") _, out("x8") _, out("x9") _,

@@ -25,15 +25,15 @@ use super::{ffi, Transfer};
 /// the resume label into lr and a `b`), `$clobbers` the callee-saved registers
 /// declared clobbered beside `clobber_abi("C")`.
 macro_rules! switch_site {
-    ($save_sp:expr, $load_sp:expr, $send:expr, [$($enter:literal),+], $name:ident = $routine:path,
+    ($save_sp:expr, $load_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
      [$($clobbers:tt)*]) => {{
         let (a, b, c): (usize, usize, usize);
         std::arch::asm!(
             $($enter,)+
             $name = sym $routine,
-            inout("r0") $send.words[0] => a,
-            inout("r1") $send.words[1] => b,
-            inout("r2") $send.words[2] => c,
+            inout("r0") $wa => a,
+            inout("r1") $wb => b,
+            inout("r2") $wc => c,
             inout("r3") $save_sp => _,
             inout("r4") $load_sp => _,
             $($clobbers)*
@@ -47,7 +47,7 @@ macro_rules! switch_site {
 
 /// Suspends the running context (its resume address is the return address of
 /// the `bl`) and resumes the one whose saved stack pointer is `load_sp`,
-/// handing it `send`; returns what whoever resumes us hands us.
+/// handing it the words `a`, `b`, `c`; returns what whoever resumes us hands us.
 ///
 /// # Safety
 /// * `save_sp` must be valid for a write of one pointer and must still be the
@@ -57,7 +57,13 @@ macro_rules! switch_site {
 ///   [`init`] that has not been resumed yet.
 /// * Nothing may unwind across this call.
 #[inline(always)]
-pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
+pub(crate) unsafe fn resume(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> Transfer {
     // SAFETY: per the contract above, which is what the routine needs: a
     // writable save slot and a valid frame to resume. Every
     // register the routine or the resumed side may change is an output or
@@ -65,7 +71,7 @@ pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Trans
     // lr, with bit 0 for Thumb code, to the return address.
     unsafe {
         switch_site!(
-            save_sp, load_sp, send,
+            save_sp, load_sp, [a, b, c],
             ["bl {resume}"],
             resume = ffi::resume,
             [out("r5") _, out("r8") _, out("r9") _, out("r10") _,]
@@ -88,14 +94,20 @@ pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Trans
 /// # Safety
 /// As for [`resume`].
 #[inline(always)]
-pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
+pub(crate) unsafe fn yield_to(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> Transfer {
     // SAFETY: as in `resume`; lr holds the label after the `b`, with the
     // state bit of this code, which is where YIELD stores the resume
     // address: the routine's `bx lr` lands on it, or a later switch's `bx`
     // does, with sp back where it was.
     unsafe {
         switch_site!(
-            save_sp, load_sp, send,
+            save_sp, load_sp, [a, b, c],
             [
                 ".pushsection .greenlet.isa_probe, \"\", %progbits",
                 "3: nop",
@@ -124,13 +136,15 @@ pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Tra
 pub(crate) unsafe fn resume_forgetting_one(
     save_sp: *mut *mut u8,
     load_sp: *mut u8,
-    send: Transfer,
+    a: usize,
+    b: usize,
+    c: usize,
 ) -> Transfer {
     // SAFETY: as in `resume`, for a caller that keeps nothing in r10 (the
     // ABI test's, whose probe checks exactly that register).
     unsafe {
         switch_site!(
-            save_sp, load_sp, send,
+            save_sp, load_sp, [a, b, c],
             ["bl {resume}"],
             resume = ffi::resume,
             [out("r5") _, out("r8") _, out("r9") _,]

@@ -46,13 +46,7 @@ unsafe extern "C" fn bounce(a: usize, _: usize, _: usize, arg: usize) -> ! {
         // SAFETY: `pair` outlives the ping-pong (see round_trips); main's
         // stack pointer was stored by the switch that resumed us, and main
         // has not been resumed since. Main waits in a RESUME: YIELD pairs it.
-        let got = unsafe {
-            yield_to(
-                &mut (*pair).other_sp,
-                (*pair).main_sp,
-                Transfer::new(word, 0, 0),
-            )
-        };
+        let got = unsafe { yield_to(&mut (*pair).other_sp, (*pair).main_sp, word, 0, 0) };
         word = word_of(&got);
     }
 }
@@ -78,14 +72,12 @@ pub fn round_trips(n: u64) -> usize {
     // the frame it saved when it switched back to us; either way it is
     // suspended and not resumed since. `pair` and the stack outlive every
     // switch below. This first switch only starts the bouncer.
-    let mut word =
-        word_of(&unsafe { resume(&mut pair.main_sp, pair.other_sp, Transfer::new(0, 0, 0)) });
+    let mut word = word_of(&unsafe { resume(&mut pair.main_sp, pair.other_sp, 0, 0, 0) });
     for i in 0..n as usize {
         // SAFETY: as above. The loop is as tight as Rust makes it (no
         // `black_box`: the assembly consumes the word, so nothing can be
         // optimised away), so that what is timed is the pair of switches.
-        word =
-            word_of(&unsafe { resume(&mut pair.main_sp, pair.other_sp, Transfer::new(i, 0, 0)) });
+        word = word_of(&unsafe { resume(&mut pair.main_sp, pair.other_sp, i, 0, 0) });
     }
     // The bouncer stays suspended on `stack` for good: it holds nothing that
     // needs dropping, and its memory is simply freed with the stack below.

@@ -18,15 +18,15 @@ use super::{ffi, Transfer};
 /// or a load of the resume label into ra and a branch), `$clobbers` the
 /// callee-saved registers declared clobbered beside `clobber_abi("C")`.
 macro_rules! switch_site {
-    ($save_sp:expr, $load_sp:expr, $send:expr, [$($enter:literal),+], $name:ident = $routine:path,
+    ($save_sp:expr, $load_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
      [$($clobbers:tt)*]) => {{
         let (a, b, c): (usize, usize, usize);
         std::arch::asm!(
             $($enter,)+
             $name = sym $routine,
-            inout("$a0") $send.words[0] => a,
-            inout("$a1") $send.words[1] => b,
-            inout("$a2") $send.words[2] => c,
+            inout("$a0") $wa => a,
+            inout("$a1") $wb => b,
+            inout("$a2") $wc => c,
             inout("$a3") $save_sp => _,
             inout("$a4") $load_sp => _,
             $($clobbers)*
@@ -38,7 +38,7 @@ macro_rules! switch_site {
 
 /// Suspends the running context (its resume address is the return address
 /// `bl` leaves in ra, which the routine stores) and resumes the one whose
-/// saved stack pointer is `load_sp`, handing it `send`; returns what whoever
+/// saved stack pointer is `load_sp`, handing it the words `a`, `b`, `c`; returns what whoever
 /// resumes us hands us.
 ///
 /// # Safety
@@ -49,14 +49,20 @@ macro_rules! switch_site {
 ///   [`init`] that has not been resumed yet.
 /// * Nothing may unwind across this call.
 #[inline(always)]
-pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
+pub(crate) unsafe fn resume(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> Transfer {
     // SAFETY: per the contract above, which is what the routine needs: a
     // writable save slot and a valid frame to resume. Every
     // register the routine or the resumed side may change is an output or
     // clobbered; the stack is aligned for the routine's frame (no `nostack`).
     unsafe {
         switch_site!(
-            save_sp, load_sp, send,
+            save_sp, load_sp, [a, b, c],
             ["bl {resume}"],
             resume = ffi::resume,
             [out("$s0") _, out("$s1") _, out("$s2") _, out("$s3") _,
@@ -74,14 +80,20 @@ pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Trans
 /// # Safety
 /// As for [`resume`].
 #[inline(always)]
-pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
+pub(crate) unsafe fn yield_to(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> Transfer {
     // SAFETY: as in `resume`; ra holds the label after the branch (pcaddi:
     // pc + 2 instructions), which the routine stores where the frame keeps
     // the resume address, and its return lands on it or a later switch jumps
     // to it, with sp unchanged. `b` links nothing: no predictor push.
     unsafe {
         switch_site!(
-            save_sp, load_sp, send,
+            save_sp, load_sp, [a, b, c],
             ["pcaddi $ra, 2", "b {yield_}", "2:"],
             yield_ = ffi::yield_,
             [out("$s0") _, out("$s1") _, out("$s2") _, out("$s3") _,
@@ -102,13 +114,15 @@ pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Tra
 pub(crate) unsafe fn resume_forgetting_one(
     save_sp: *mut *mut u8,
     load_sp: *mut u8,
-    send: Transfer,
+    a: usize,
+    b: usize,
+    c: usize,
 ) -> Transfer {
     // SAFETY: as in `resume`, for a caller that keeps nothing in s7 (the
     // ABI test's, whose probe checks exactly that register).
     unsafe {
         switch_site!(
-            save_sp, load_sp, send,
+            save_sp, load_sp, [a, b, c],
             ["bl {resume}"],
             resume = ffi::resume,
             [out("$s0") _, out("$s1") _, out("$s2") _, out("$s3") _,

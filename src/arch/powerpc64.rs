@@ -18,15 +18,15 @@ use super::{ffi, Transfer};
 /// can name is declared clobbered here, but r29, which comes in `$r29`: the
 /// real sites pass it, the ABI test's forgetful one does not.
 macro_rules! switch_site {
-    ($save_sp:expr, $load_sp:expr, $send:expr, [$($enter:literal),+], $name:ident = $routine:path,
+    ($save_sp:expr, $load_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
      [$($r29:tt)*]) => {{
         let (a, b, c): (usize, usize, usize);
         std::arch::asm!(
             $($enter,)+
             $name = sym $routine,
-            inout("r3") $send.words[0] => a,
-            inout("r4") $send.words[1] => b,
-            inout("r5") $send.words[2] => c,
+            inout("r3") $wa => a,
+            inout("r4") $wb => b,
+            inout("r5") $wc => c,
             inout("r6") $save_sp => _,
             inout("r7") $load_sp => _,
             out("r14") _, out("r15") _, out("r16") _, out("r17") _, out("r18") _,
@@ -49,7 +49,7 @@ macro_rules! switch_site {
 
 /// Suspends the running context (its resume address is the return address of
 /// the `bl`) and resumes the one whose saved stack pointer is `load_sp`,
-/// handing it `send`; returns what whoever resumes us hands us.
+/// handing it the words `a`, `b`, `c`; returns what whoever resumes us hands us.
 ///
 /// # Safety
 /// * `save_sp` must be valid for a write of one pointer and must still be the
@@ -59,7 +59,13 @@ macro_rules! switch_site {
 ///   [`init`] that has not been resumed yet.
 /// * Nothing may unwind across this call.
 #[inline(always)]
-pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
+pub(crate) unsafe fn resume(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> Transfer {
     // SAFETY: per the contract above, which is what the routine needs: a
     // writable save slot and a valid frame to resume. Every
     // register the routine or the resumed side may change is an output or
@@ -67,7 +73,7 @@ pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Trans
     // r1 aligned for the routine (no `nostack`).
     unsafe {
         switch_site!(
-            save_sp, load_sp, send,
+            save_sp, load_sp, [a, b, c],
             ["bl {resume}"],
             resume = ffi::resume,
             [out("r29") _,]
@@ -83,13 +89,19 @@ pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Trans
 /// # Safety
 /// As for [`resume`].
 #[inline(always)]
-pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
+pub(crate) unsafe fn yield_to(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> Transfer {
     // SAFETY: as in `resume`; LR holds the label after the branch, which the
     // routine stores as our resume address: its `blr` lands there or a later
     // switch branches there, with r1 back where it was.
     unsafe {
         switch_site!(
-            save_sp, load_sp, send,
+            save_sp, load_sp, [a, b, c],
             [
                 "bcl 20, 31, 2f",
                 "2: mflr %r12",
@@ -114,7 +126,9 @@ pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Tra
 pub(crate) unsafe fn resume_forgetting_one(
     save_sp: *mut *mut u8,
     load_sp: *mut u8,
-    send: Transfer,
+    a: usize,
+    b: usize,
+    c: usize,
 ) -> Transfer {
     // SAFETY: as in `resume`, for a caller that keeps nothing in r29 (the
     // ABI test's, whose probe checks exactly that register).
@@ -122,7 +136,7 @@ pub(crate) unsafe fn resume_forgetting_one(
         switch_site!(
             save_sp,
             load_sp,
-            send,
+            [a, b, c],
             ["bl {resume}"],
             resume = ffi::resume,
             []

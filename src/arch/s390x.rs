@@ -18,15 +18,15 @@ use super::{ffi, Transfer};
 /// register `asm!` can name is declared clobbered here, but f15, which comes
 /// in `$f15`: the real sites pass it, the ABI test's forgetful one does not.
 macro_rules! switch_site {
-    ($save_sp:expr, $load_sp:expr, $send:expr, [$($enter:literal),+], $name:ident = $routine:path,
+    ($save_sp:expr, $load_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
      [$($f15:tt)*]) => {{
         let (a, b, c): (usize, usize, usize);
         std::arch::asm!(
             $($enter,)+
             $name = sym $routine,
-            inout("r2") $send.words[0] => a,
-            inout("r3") $send.words[1] => b,
-            inout("r4") $send.words[2] => c,
+            inout("r2") $wa => a,
+            inout("r3") $wb => b,
+            inout("r4") $wc => c,
             inout("r5") $save_sp => _,
             inout("r1") $load_sp => _,
             out("r6") _, out("r7") _, out("r8") _, out("r9") _, out("r10") _,
@@ -42,7 +42,7 @@ macro_rules! switch_site {
 
 /// Suspends the running context (its resume address is the one `brasl`
 /// leaves in r14) and resumes the one whose saved stack pointer is
-/// `load_sp`, handing it `send`; returns what whoever resumes us hands us.
+/// `load_sp`, handing it the words `a`, `b`, `c`; returns what whoever resumes us hands us.
 ///
 /// # Safety
 /// * `save_sp` must be valid for a write of one pointer and must still be the
@@ -52,7 +52,13 @@ macro_rules! switch_site {
 ///   [`init`] that has not been resumed yet.
 /// * Nothing may unwind across this call.
 #[inline(always)]
-pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
+pub(crate) unsafe fn resume(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> Transfer {
     // SAFETY: per the contract above, which is what the routine needs: a
     // writable save slot and a valid frame to resume. Every
     // register the routine or the resumed side may change is an output or
@@ -60,7 +66,7 @@ pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Trans
     // routine (no `nostack`).
     unsafe {
         switch_site!(
-            save_sp, load_sp, send,
+            save_sp, load_sp, [a, b, c],
             ["brasl %r14, {resume}"],
             resume = ffi::resume,
             [out("f15") _,]
@@ -75,13 +81,19 @@ pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Trans
 /// # Safety
 /// As for [`resume`].
 #[inline(always)]
-pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
+pub(crate) unsafe fn yield_to(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> Transfer {
     // SAFETY: as in `resume`; r14 holds the label after the jump, which the
     // routine stores as our resume address: its return lands there or a
     // later switch branches there, with r15 back where it was.
     unsafe {
         switch_site!(
-            save_sp, load_sp, send,
+            save_sp, load_sp, [a, b, c],
             ["larl %r14, 2f", "jg {yield_}", "2:"],
             yield_ = ffi::yield_,
             [out("f15") _,]
@@ -104,7 +116,9 @@ pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Tra
 pub(crate) unsafe fn resume_forgetting_one(
     save_sp: *mut *mut u8,
     load_sp: *mut u8,
-    send: Transfer,
+    a: usize,
+    b: usize,
+    c: usize,
 ) -> Transfer {
     // SAFETY: as in `resume`, for a caller that keeps nothing in f15 (the
     // ABI test's, whose probe checks exactly that register).
@@ -112,7 +126,7 @@ pub(crate) unsafe fn resume_forgetting_one(
         switch_site!(
             save_sp,
             load_sp,
-            send,
+            [a, b, c],
             ["brasl %r14, {resume}"],
             resume = ffi::resume,
             []

@@ -25,15 +25,15 @@ use super::{ffi, Transfer};
 /// AT&T syntax: LLVM's Intel parser takes no label difference as an
 /// immediate.
 macro_rules! switch_site {
-    ($save_sp:expr, $send:expr, [$($enter:literal),+], $name:ident = $routine:path,
+    ($save_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
      $($load_sp:tt)*) => {{
         let (a, b, c): (usize, usize, usize);
         std::arch::asm!(
             $($enter,)+
             $name = sym $routine,
-            inout("eax") $send.words[0] => a,
-            inout("edx") $send.words[1] => b,
-            inout("ecx") $send.words[2] => c,
+            inout("eax") $wa => a,
+            inout("edx") $wb => b,
+            inout("ecx") $wc => c,
             inout("ebx") $save_sp => _,
             $($load_sp)*
             clobber_abi("C"),
@@ -45,7 +45,7 @@ macro_rules! switch_site {
 
 /// Suspends the running context (its resume address is the return address of
 /// the call) and resumes the one whose saved stack pointer is `load_sp`,
-/// handing it `send`; returns what whoever resumes us hands us.
+/// handing it the words `a`, `b`, `c`; returns what whoever resumes us hands us.
 ///
 /// # Safety
 /// * `save_sp` must be valid for a write of one pointer and must still be the
@@ -55,14 +55,20 @@ macro_rules! switch_site {
 ///   [`init`] that has not been resumed yet.
 /// * Nothing may unwind across this call.
 #[inline(always)]
-pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
+pub(crate) unsafe fn resume(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> Transfer {
     // SAFETY: per the contract above, which is what the routine needs: a
     // writable save slot and a valid frame to resume. Every
     // register the routine or the resumed side may change is an output or
     // clobbered; the stack is aligned for the call (no `nostack`).
     unsafe {
         switch_site!(
-            save_sp, send,
+            save_sp, [a, b, c],
             ["call {resume}"],
             resume = ffi::resume,
             inout("edi") load_sp => _,
@@ -77,7 +83,13 @@ pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Trans
 /// # Safety
 /// As for [`resume`].
 #[inline(always)]
-pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
+pub(crate) unsafe fn yield_to(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> Transfer {
     // SAFETY: as in `resume`; the word pushed by the call to the next
     // instruction, moved on to the label after the jmp, is where the frame
     // keeps the resume address, and the routine's return lands on it or a
@@ -85,7 +97,7 @@ pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Tra
     // before the call.
     unsafe {
         switch_site!(
-            save_sp, send,
+            save_sp, [a, b, c],
             ["call 3f", "3:", "addl $(2f - 3b), (%esp)", "jmp {yield_}", "2:"],
             yield_ = ffi::yield_,
             inout("edi") load_sp => _,
@@ -106,7 +118,9 @@ pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Tra
 pub(crate) unsafe fn resume_forgetting_one(
     save_sp: *mut *mut u8,
     load_sp: *mut u8,
-    send: Transfer,
+    a: usize,
+    b: usize,
+    c: usize,
 ) -> Transfer {
     // SAFETY: as in `resume`, for a caller that keeps nothing in edi (the
     // ABI test's, whose probe checks exactly that register); the save slot
@@ -116,7 +130,7 @@ pub(crate) unsafe fn resume_forgetting_one(
         save_sp.write(load_sp);
         switch_site!(
             save_sp,
-            send,
+            [a, b, c],
             ["movl (%ebx), %edi", "call {resume}"],
             resume = ffi::resume,
         )

@@ -26,16 +26,16 @@ use super::{ffi, Transfer};
 /// or a push of the resume label and a `jmp`), `$clobbers` the callee-saved
 /// registers declared clobbered beside `clobber_abi("C")`.
 macro_rules! switch_site {
-    ($save_sp:expr, $load_sp:expr, $send:expr, [$($enter:literal),+], $name:ident = $routine:path,
+    ($save_sp:expr, $load_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
      [$($clobbers:tt)*]) => {{
         let (a, b, c): (usize, usize, usize);
         #[cfg(not(windows))]
         std::arch::asm!(
             $($enter,)+
             $name = sym $routine,
-            inout("rdi") $send.words[0] => a,
-            inout("rsi") $send.words[1] => b,
-            inout("rdx") $send.words[2] => c,
+            inout("rdi") $wa => a,
+            inout("rsi") $wb => b,
+            inout("rdx") $wc => c,
             inout("r8") $save_sp => _,
             inout("r9") $load_sp => _,
             $($clobbers)*
@@ -48,9 +48,9 @@ macro_rules! switch_site {
         std::arch::asm!(
             $($enter,)+
             $name = sym $routine,
-            inout("rdi") $send.words[0] => a,
-            inout("rsi") $send.words[1] => b,
-            inout("rdx") $send.words[2] => c,
+            inout("rdi") $wa => a,
+            inout("rsi") $wb => b,
+            inout("rdx") $wc => c,
             inout("r8") $save_sp => _,
             inout("r9") $load_sp => _,
             $($clobbers)*
@@ -64,7 +64,7 @@ macro_rules! switch_site {
 
 /// Suspends the running context (its resume address is the return address of
 /// the call) and resumes the one whose saved stack pointer is `load_sp`,
-/// handing it `send`; returns what whoever resumes us hands us.
+/// handing it the words `a`, `b`, `c`; returns what whoever resumes us hands us.
 ///
 /// # Safety
 /// * `save_sp` must be valid for a write of one pointer and must still be the
@@ -74,14 +74,20 @@ macro_rules! switch_site {
 ///   [`init`] that has not been resumed yet.
 /// * Nothing may unwind across this call.
 #[inline(always)]
-pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
+pub(crate) unsafe fn resume(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> Transfer {
     // SAFETY: per the contract above, which is what the routine needs: a
     // writable save slot and a valid frame to resume. Every
     // register the routine or the resumed side may change is an output or
     // clobbered; the stack is aligned for the call (no `nostack`).
     unsafe {
         switch_site!(
-            save_sp, load_sp, send,
+            save_sp, load_sp, [a, b, c],
             ["call {resume}"],
             resume = ffi::resume,
             [out("r12") _, out("r13") _, out("r14") _, out("r15") _,]
@@ -96,13 +102,19 @@ pub(crate) unsafe fn resume(save_sp: *mut *mut u8, load_sp: *mut u8, send: Trans
 /// # Safety
 /// As for [`resume`].
 #[inline(always)]
-pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Transfer) -> Transfer {
+pub(crate) unsafe fn yield_to(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> Transfer {
     // SAFETY: as in `resume`; the pushed label is where the frame keeps the
     // resume address, and the routine's return lands on it or a later switch
     // jumps to it, with the stack pointer back where it was before the push.
     unsafe {
         switch_site!(
-            save_sp, load_sp, send,
+            save_sp, load_sp, [a, b, c],
             ["lea rax, [rip + 2f]", "push rax", "jmp {yield_}", "2:"],
             yield_ = ffi::yield_,
             [out("r12") _, out("r13") _, out("r14") _, out("r15") _,]
@@ -120,13 +132,15 @@ pub(crate) unsafe fn yield_to(save_sp: *mut *mut u8, load_sp: *mut u8, send: Tra
 pub(crate) unsafe fn resume_forgetting_one(
     save_sp: *mut *mut u8,
     load_sp: *mut u8,
-    send: Transfer,
+    a: usize,
+    b: usize,
+    c: usize,
 ) -> Transfer {
     // SAFETY: as in `resume`, for a caller that keeps nothing in r15 (the
     // ABI test's, whose probe checks exactly that register).
     unsafe {
         switch_site!(
-            save_sp, load_sp, send,
+            save_sp, load_sp, [a, b, c],
             ["call {resume}"],
             resume = ffi::resume,
             [out("r12") _, out("r13") _, out("r14") _,]

@@ -57,8 +57,8 @@ pub(crate) fn backtrace(target: *const Inner) -> Option<Backtrace> {
     // so the request outlives its use. Nothing here unwinds.
     // RESUME, and YIELD back in `answer`: a pair the predictor follows, and
     // neither side's `resumer` changes (an introspection is not a switch).
-    let send = Transfer::new(0, 0, (&mut request as *mut Request as usize) | INTROSPECT);
-    let got = unsafe { arch::resume(cur.sp.as_ptr(), tgt.sp.get(), send) };
+    let word = (&mut request as *mut Request as usize) | INTROSPECT;
+    let got = unsafe { arch::resume(cur.sp.as_ptr(), tgt.sp.get(), 0, 0, word) };
     sanitizer::finish_switch(&fake, tgt.stack_bounds().is_none());
     thread::set_current(current);
     tgt.state.set(State::Suspended);
@@ -100,13 +100,7 @@ pub(crate) unsafe fn answer(word: usize, me: *const Inner, fake: &mut FakeStack)
     // and is not resumed by anyone else meanwhile; `me.sp` is where the next
     // switch to us (another request, or a real switch) reads ours. The
     // requester restores CURRENT and both states itself.
-    unsafe {
-        arch::yield_to(
-            (*me).sp.as_ptr(),
-            requester.sp.get(),
-            Transfer::new(0, 0, 0),
-        )
-    }
+    unsafe { arch::yield_to((*me).sp.as_ptr(), requester.sp.get(), 0, 0, 0) }
 }
 
 /// The greenlet that sent the introspection request `word`.

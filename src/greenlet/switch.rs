@@ -116,29 +116,35 @@ pub(crate) fn is_value(t: &Transfer) -> bool {
     t.tag_word() & TAGS == 0
 }
 
-/// Suspends `cur` and resumes `tgt` with `send`, through YIELD when `tgt` is
-/// the greenlet whose RESUME into `cur` is still pending, else through RESUME
-/// (which makes `cur` that greenlet for `tgt`). Returns the words `cur` is
-/// resumed with.
+/// Suspends `cur` and resumes `tgt` with the words `a`, `b`, `c`, through
+/// YIELD when `tgt` is the greenlet whose RESUME into `cur` is still pending,
+/// else through RESUME (which makes `cur` that greenlet for `tgt`). Returns
+/// the words `cur` is resumed with.
 ///
 /// # Safety
 /// `cur` must be the running greenlet's object, already marked suspended or
 /// dead, `tgt` a resumable one of this thread, already marked running and
-/// current; a record that `send` names must stay valid until the resumed
+/// current; a record that the words name must stay valid until the resumed
 /// side has read it, and nothing may unwind across the switch.
 #[inline(always)]
-pub(crate) unsafe fn arch_switch(cur: &Inner, tgt: &Inner, send: Transfer) -> Transfer {
+pub(crate) unsafe fn arch_switch(
+    cur: &Inner,
+    tgt: &Inner,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> Transfer {
     let (save_sp, load_sp) = (cur.sp.as_ptr(), tgt.sp.get());
     if std::ptr::eq(cur.resumer.get(), tgt) {
         cur.resumer.set(std::ptr::null());
         // SAFETY: `save_sp` is where whoever resumes `cur` reads its stack
         // pointer; `load_sp` the frame `tgt` saved when it was suspended, or
         // its initial frame (it is resumable). Forwarded otherwise.
-        unsafe { arch::yield_to(save_sp, load_sp, send) }
+        unsafe { arch::yield_to(save_sp, load_sp, a, b, c) }
     } else {
         tgt.resumer.set(cur);
         // SAFETY: as above.
-        unsafe { arch::resume(save_sp, load_sp, send) }
+        unsafe { arch::resume(save_sp, load_sp, a, b, c) }
     }
 }
 
@@ -173,7 +179,7 @@ pub(crate) fn switch_value(target: *const Inner, value: Value) -> Value {
         // SAFETY: `cur` is running, now marked suspended; `tgt` is resumable
         // (not running, not dead), now running and current. Nothing here
         // unwinds.
-        let got = unsafe { arch_switch(cur, tgt, Transfer::new(a, b, c)) };
+        let got = unsafe { arch_switch(cur, tgt, a, b, c) };
         let [a, b, c] = got.words;
         let got = if is_value(&got) {
             got
@@ -291,6 +297,11 @@ pub(crate) unsafe fn leave(
 ) -> Transfer {
     // SAFETY: both are live per the contract.
     let (cur, tgt) = unsafe { (&*current, &*target) };
+    // Plain words from here on: for a dying greenlet the sanitizer frees its
+    // stack's fake frames below, and in an unoptimised build a `Transfer`
+    // kept past that point would live in one of them (an aggregate's stack
+    // slot is instrumented, a word's is not).
+    let [a, b, c] = send.words;
     let bounds = tgt.stack_bounds();
     tgt.state.set(State::Running);
     thread::set_current(target);
@@ -300,7 +311,7 @@ pub(crate) unsafe fn leave(
     // under AddressSanitizer, and nothing may use that stack afterwards.
     sanitizer::start_switch(fake, bounds);
     // SAFETY: per the contract; see switch_value.
-    unsafe { arch_switch(cur, tgt, send) }
+    unsafe { arch_switch(cur, tgt, a, b, c) }
 }
 
 /// A switch or throw into a dead greenlet goes to its first live ancestor

@@ -294,9 +294,9 @@ fn switches_reach_and_leave_thumb_code_through_both_entries() {
     let got = unsafe {
         (*start).entry_sp = arch::init_stack(stack.top(), entry, start as usize);
         let here = std::ptr::addr_of_mut!((*start).starter_sp);
-        let first = arch::resume(here, (*start).entry_sp, Transfer::new(41, 7, 9));
-        let second = arch::resume(here, (*start).entry_sp, Transfer::new(100, 1, 2));
-        let third = arch::yield_to(here, (*start).entry_sp, Transfer::new(200, 3, 4));
+        let first = arch::resume(here, (*start).entry_sp, 41, 7, 9);
+        let second = arch::resume(here, (*start).entry_sp, 100, 1, 2);
+        let third = arch::yield_to(here, (*start).entry_sp, 200, 3, 4);
         [words(&first), words(&second), words(&third)]
     };
     // SAFETY: made by Box::into_raw above; nothing uses it any more.

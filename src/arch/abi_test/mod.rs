@@ -39,8 +39,8 @@
 //! `OTHER_STATE`, callee-saved state that is neither (powerpc64's CR fields),
 //! each with the value the probe must find.
 
+use crate::arch;
 use crate::arch::bare::ScratchStack;
-use crate::arch::{self, Transfer};
 
 /// The name a `global_asm!` probe defines for a symbol that Rust declares as
 /// `name`: Mach-O puts a `_` in front of C names (rustc adds it to the names
@@ -124,13 +124,7 @@ macro_rules! probe_body {
         unsafe extern "C" fn $name(ctx: *mut Ctx) {
             // SAFETY: `ctx` outlives the round trip; `clobber_sp` is a fresh
             // initial frame, never resumed.
-            unsafe {
-                $site(
-                    &mut (*ctx).probe_sp,
-                    (*ctx).clobber_sp,
-                    Transfer::new(0, 0, 0),
-                )
-            };
+            unsafe { $site(&mut (*ctx).probe_sp, (*ctx).clobber_sp, 0, 0, 0) };
         }
     };
 }
@@ -144,10 +138,9 @@ unsafe extern "C" fn clobber_body(ctx: *mut Ctx) -> ! {
     // SAFETY: `ctx` outlives the round trip; the probe's stack pointer was
     // stored by the switch that started us, and it has not been resumed since.
     unsafe {
-        let send = Transfer::new(0, 0, 0);
         match (*ctx).back {
-            Entry::Resume => arch::resume(&mut (*ctx).clobber_sp, (*ctx).probe_sp, send),
-            Entry::Yield => arch::yield_to(&mut (*ctx).clobber_sp, (*ctx).probe_sp, send),
+            Entry::Resume => arch::resume(&mut (*ctx).clobber_sp, (*ctx).probe_sp, 0, 0, 0),
+            Entry::Yield => arch::yield_to(&mut (*ctx).clobber_sp, (*ctx).probe_sp, 0, 0, 0),
             Entry::ResumeForgettingOne => unreachable!("only the probe forgets"),
         }
     };

@@ -75,7 +75,7 @@ pub fn round_trips(n: u64) -> usize {
     let arg = &mut pair as *mut Pair as usize;
     // SAFETY: the top of scratch memory we own and nothing else runs on; it
     // is far larger than an initial frame.
-    pair.other_sp = unsafe { init_stack(stack.top(), bounce, arg) };
+    pair.other_sp = unsafe { init_stack(stack.top(), bounce, arg, std::ptr::null()) };
     let mut word = 0;
     for i in 0..=n {
         // SAFETY: `other_sp` is the bouncer's initial frame (the first time)

@@ -129,29 +129,88 @@ mod ffi {
 }
 
 /// Room an initial frame may take below the top of a stack, on any CPU (the
-/// largest, powerpc64le's, saves 18 integer, 18 FP and 12 vector registers).
+/// largest, powerpc64le's, saves 18 integer, 18 FP and 12 vector registers),
+/// with the link words above it.
 /// Stacks are at least `MIN_STACK_SIZE`, far more than this.
 pub(crate) const INITIAL_FRAME_MAX_BYTES: usize = 1024;
 
-/// Writes the initial frame below `stack_top` and returns the stack pointer to
-/// hand to [`resume`] or [`yield_to`] as `load_sp`. The first switch to it
-/// runs `entry(a, b, c, arg)` on that stack.
+/// Writes the unwind link and the initial frame below `stack_top` and
+/// returns the stack pointer to hand to [`resume`] or [`yield_to`] as
+/// `load_sp`. The first switch to it runs `entry(a, b, c, arg)` on that
+/// stack.
+///
+/// `link` is the address of the greenlet's switch record (see [`link`]), or
+/// null for a stack that no greenlet owns: the trampoline's unwind
+/// information follows it to the frame of the greenlet that resumed this one,
+/// so that backtraces go on there (SPEC §10), and ends the chain when it is
+/// null.
 ///
 /// # Safety
 /// `stack_top` must be the 16-byte aligned, exclusive upper end of writable
 /// memory with at least [`INITIAL_FRAME_MAX_BYTES`] bytes below it, owned by
-/// the caller and used as a stack by nothing else.
+/// the caller and used as a stack by nothing else. A non-null `link` must
+/// point at a record with the layout of [`link`] that outlives the stack's
+/// use, since unwinders read it while the stack runs.
 #[inline]
-pub(crate) unsafe fn init_stack(stack_top: *mut u8, entry: EntryFn, arg: usize) -> *mut u8 {
-    debug_assert_eq!(stack_top as usize % 16, 0, "stack top must be 16-aligned");
+pub(crate) unsafe fn init_stack(
+    stack_top: *mut u8,
+    entry: EntryFn,
+    arg: usize,
+    link: *const u8,
+) -> *mut u8 {
+    // SAFETY: forwarded.
+    let top = unsafe { write_link(stack_top, link) };
     // SAFETY: the caller guarantees the memory below stack_top; the routine
-    // writes only its frame there (less than INITIAL_FRAME_MAX_BYTES).
+    // writes only its frame there (less than INITIAL_FRAME_MAX_BYTES, which
+    // leaves room for the link words).
     #[cfg(not(windows))]
-    return unsafe { cpu::init(stack_top, entry, arg) };
+    return unsafe { cpu::init(top, entry, arg) };
     // SAFETY: as above. Without bounds the frame carries the thread's own
     // stack bounds: for scratch stacks, on which nothing raises exceptions.
     #[cfg(windows)]
-    return unsafe { cpu::init(stack_top, entry, arg, None) };
+    return unsafe { cpu::init(top, entry, arg, None) };
+}
+
+/// The layout of the switch record that the trampoline's unwind information
+/// reads (through the word [`init_stack`] puts at the trampoline's stack
+/// pointer), in bytes from the record's address. The `.S` files that use it
+/// define the same numbers (`LINK_*`); the greenlet core asserts that its
+/// object has this layout (`src/greenlet/object.rs`), and the backtrace tests
+/// fail when the `.S` reads anything else.
+pub(crate) mod link {
+    /// The saved stack pointer, valid while the greenlet is suspended.
+    pub(crate) const SP: usize = 0;
+    /// The record of the greenlet whose RESUME into this one is pending, or
+    /// null.
+    pub(crate) const RESUMER: usize = std::mem::size_of::<usize>();
+    /// The state byte.
+    pub(crate) const STATE: usize = 3 * std::mem::size_of::<usize>();
+    /// The state byte's value while the greenlet is suspended in a switch:
+    /// only then is its saved frame there to unwind into.
+    pub(crate) const SUSPENDED: u8 = 1;
+    /// Bytes [`super::init_stack`] keeps above the initial frame: the link
+    /// word and the chain-end word, 16-aligned.
+    pub(crate) const WORDS_BYTES: usize = 16;
+}
+
+/// Puts, just below `stack_top`, the two words the trampoline's unwind
+/// information reads at its stack pointer: `link`, then 0 (the return address
+/// that ends the chain when there is no resumer to go on into). Returns the
+/// top to build the initial frame under.
+///
+/// # Safety
+/// As for [`init_stack`].
+#[inline]
+unsafe fn write_link(stack_top: *mut u8, link: *const u8) -> *mut u8 {
+    debug_assert_eq!(stack_top as usize % 16, 0, "stack top must be 16-aligned");
+    let top = stack_top.wrapping_sub(link::WORDS_BYTES);
+    // SAFETY: the caller owns the memory below stack_top; both words lie in
+    // it, aligned (the top is 16-aligned).
+    unsafe {
+        top.cast::<*const u8>().write(link);
+        top.cast::<usize>().add(1).write(0);
+    }
+    top
 }
 
 /// What the OS must be told about a stack while it runs, on Windows: the TEB
@@ -182,11 +241,13 @@ pub(crate) unsafe fn init_stack_with_bounds(
     stack_top: *mut u8,
     entry: EntryFn,
     arg: usize,
+    link: *const u8,
     bounds: &StackBounds,
 ) -> *mut u8 {
-    debug_assert_eq!(stack_top as usize % 16, 0, "stack top must be 16-aligned");
+    // SAFETY: forwarded.
+    let top = unsafe { write_link(stack_top, link) };
     // SAFETY: as in init_stack.
-    unsafe { cpu::init(stack_top, entry, arg, Some(bounds)) }
+    unsafe { cpu::init(top, entry, arg, Some(bounds)) }
 }
 
 #[cfg(test)]

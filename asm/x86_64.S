@@ -50,19 +50,25 @@
  * so unwinders go on from a greenlet's bottom frame into the frames of the
  * switch that resumed it, which stay put while it is suspended. Nothing on
  * the switch path is written for it: the trampoline runs with rsp = top, and
- * the link word at top names the greenlet's switch record (the core's object,
- * whose layout src/arch/mod.rs `link` fixes and the core asserts):
+ * the link area at top (picture below) names the greenlet's switch record
+ * (the core's object, whose layout src/arch/mod.rs `link` fixes and the core
+ * asserts):
  *
- *   G = [top]                  this greenlet's record (0: a stack no greenlet owns)
- *   R = [G + LINK_RESUMER]     the resumer's record, set by RESUME, cleared by a
- *                              death (0: none)
- *   R's state byte [R + LINK_STATE] == LINK_SUSPENDED: its frame is there, at
- *   S = [R + LINK_SP], and the caller's CFA is S + FRAME_BYTES; the resume
- *   address, rbp and rbx are read from the saved frame below that CFA.
- *   Otherwise the CFA is top + 16 and the return address the chain-end word
- *   at top + 8: the address of GREENLET_ENTRY_no_resumer, whose CFI marks
- *   its return address undefined, so the walk ends there.
+ *   G = [top]                  this greenlet's record (a stack no greenlet
+ *                              owns: top + 8, a record with no resumer)
+ *   R = [G + LINK_RESUMER]     the resumer's record, set by RESUME, cleared by
+ *                              a death (0: none; the area at top stands in)
+ *   if R's state byte [R + LINK_STATE] is LINK_SUSPENDED, its frame is at
+ *   S = [R + LINK_SP] and the caller's CFA is S + FRAME_BYTES, its own stack
+ *   pointer; the resume address, rbp and rbx are read from the saved frame
+ *   below that CFA. Otherwise the CFA is top + END_CFA, which puts the
+ *   resume-address slot on the chain-end word at top + 8: the return address
+ *   is then GREENLET_ENTRY_no_resumer's, whose CFI marks its own return
+ *   address undefined, and the walk ends there.
  *
+ * The expression has no branches (Valgrind reads only straight-line
+ * expressions), so every address it reads must be readable whatever the
+ * state: hence the stand-ins above.
  * `.cfi_signal_frame` lets gdb accept a caller at a lower address (gdb
  * requires frame addresses to rise, but not across a signal frame) and shows
  * the boundary as "<signal handler called>". A panic never unwinds this far:
@@ -103,8 +109,10 @@
  *
  *      |  the closure (src/greenlet/builder.rs)                     |
  *      +------------------------------------------------------------+
- *  +8  |  chain-end word: GREENLET_ENTRY_no_resumer + 1 (INIT)       |
- * top  |  link word: the greenlet's record, or 0 (init_stack)        |  <- rsp in GREENLET_ENTRY
+ * +24  |  0 (the state byte when the area stands in for a record)   |
+ * +16  |  0 (the resumer of the record at top + 8)                  |
+ *  +8  |  chain-end word: 1 byte into GREENLET_ENTRY_no_resumer     |  (INIT)
+ * top  |  link word: the greenlet's record, or top + 8              |  <- rsp in GREENLET_ENTRY
  *      +------------------------------------------------------------+
  *      |  initial frame (the table above): resume = GREENLET_ENTRY   |
  *      +------------------------------------------------------------+
@@ -168,6 +176,18 @@
 #if LINK_SP != 0
 #error "the CFI below reads the saved stack pointer with a bare DW_OP_deref"
 #endif
+/* DWARF expression pieces for GREENLET_ENTRY's CFA. SP_OP is DW_OP_breg7 (rsp) +
+   offset. R: the resumer's record, [[sp] + LINK_RESUMER] (6 bytes).
+   CFI_RESUMER_OR_AREA: R + (R == 0) * sp, i.e. R, or the link area itself
+   when there is none, whose words at LINK_SP and LINK_STATE are readable and
+   whose state byte is 0 (18 bytes): every address the expression reads is
+   then a record or the link area, never null. */
+/* The CFA with no resumer: the one whose resume-address slot is the
+   chain-end word at sp + 8, so the return address read is that word. */
+#define END_CFA (8 + FRAME_BYTES - FRAME_RESUME)
+#define SP_OP 0x77
+#define CFI_RESUMER SP_OP, 0, 0x06, 0x23, LINK_RESUMER, 0x06
+#define CFI_RESUMER_OR_AREA CFI_RESUMER, CFI_RESUMER, 0x30, 0x29, SP_OP, 0, 0x1e, 0x22
 /* GREENLET_ENTRY's name with a suffix, for the local end-of-chain symbol. */
 #define PASTE2(a, b) a##b
 #define PASTE(a, b) PASTE2(a, b)
@@ -277,25 +297,21 @@ FUNCTION_BEGIN(GREENLET_ENTRY)
            "<signal handler called>"; it also makes unwinders look the
            caller's pc up as it is, which is right for a resume address. */
         .cfi_signal_frame
-        .cfi_escape 0x0f, 39                    /* DW_CFA_def_cfa_expression, 39 bytes */
-        .cfi_escape 0x77, 0                     /* DW_OP_breg7 0: the link word's address */
-        .cfi_escape 0x06                        /* DW_OP_deref: G, this greenlet's record */
-        .cfi_escape 0x12, 0x28, 3, 0            /* DW_OP_dup, DW_OP_bra L1 if G != 0 */
-        .cfi_escape 0x2f, 26, 0                 /* DW_OP_skip FAIL */
-        .cfi_escape 0x23, LINK_RESUMER          /* L1: DW_OP_plus_uconst */
-        .cfi_escape 0x06                        /* DW_OP_deref: R, the resumer's record */
-        .cfi_escape 0x12, 0x28, 3, 0            /* DW_OP_dup, DW_OP_bra L2 if R != 0 */
-        .cfi_escape 0x2f, 16, 0                 /* DW_OP_skip FAIL */
-        .cfi_escape 0x12, 0x23, LINK_STATE      /* L2: DW_OP_dup, DW_OP_plus_uconst */
-        .cfi_escape 0x94, 1                     /* DW_OP_deref_size 1: R's state */
-        .cfi_escape 0x30 + LINK_SUSPENDED, 0x2e /* DW_OP_lit<SUSPENDED>, DW_OP_ne */
-        .cfi_escape 0x28, 6, 0                  /* DW_OP_bra FAIL if not suspended */
-        .cfi_escape 0x06                        /* DW_OP_deref: S, R's saved sp (LINK_SP 0) */
-        .cfi_escape 0x23, FRAME_BYTES           /* DW_OP_plus_uconst: R's own sp */
-        .cfi_escape 0x2f, 3, 0                  /* DW_OP_skip DONE */
-        .cfi_escape 0x13                        /* FAIL: DW_OP_drop */
-        .cfi_escape 0x77, 16                    /* DW_OP_breg7 16: above the chain-end word */
-                                                /* DONE */
+        /* DW_CFA_def_cfa_expression, in the ops every consumer reads,
+           Valgrind's too (no branches, no dup, no deref_size): with
+           R' = R, or this link area when R is null, and
+           ok = (R''s state byte == LINK_SUSPENDED), which is 0 for the area,
+           CFA = sp + END_CFA + ok * ([R'] + FRAME_BYTES - (sp + END_CFA)). */
+        .cfi_escape 0x0f, 54
+        .cfi_escape SP_OP, END_CFA              /* the CFA with no resumer */
+        .cfi_escape CFI_RESUMER_OR_AREA         /* R' */
+        .cfi_escape 0x23, LINK_STATE, 0x06      /* DW_OP_plus_uconst, DW_OP_deref */
+        .cfi_escape 0x08, 0xff, 0x1a            /* DW_OP_const1u 0xff, DW_OP_and: the state byte */
+        .cfi_escape 0x30 + LINK_SUSPENDED, 0x29 /* DW_OP_lit<SUSPENDED>, DW_OP_eq: ok */
+        .cfi_escape CFI_RESUMER_OR_AREA         /* R' */
+        .cfi_escape 0x06, 0x23, FRAME_BYTES     /* DW_OP_deref: its saved sp; + the frame */
+        .cfi_escape SP_OP, END_CFA, 0x1c        /* - (sp + END_CFA) */
+        .cfi_escape 0x1e, 0x22                  /* DW_OP_mul by ok, DW_OP_plus */
         .cfi_offset %rip, -(FRAME_BYTES - FRAME_RESUME)
         .cfi_offset %rbp, -(FRAME_BYTES - FRAME_RBP)
         .cfi_offset %rbx, -(FRAME_BYTES - FRAME_RBX)

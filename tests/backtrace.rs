@@ -45,7 +45,10 @@ const MAIN_STACK_ONLY: &[&str] = &[
 /// Whether this target's trampoline describes the resumer's frame as its
 /// caller (docs/backtraces.md has the table); elsewhere every backtrace in a
 /// greenlet ends at its trampoline.
-const CONTINUES: bool = cfg!(all(target_arch = "x86_64", not(windows)));
+const CONTINUES: bool = cfg!(all(
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    not(windows)
+));
 
 /// The frames split after each trampoline: the greenlet's own frames (ending
 /// with the trampoline), then each resumer's, the last one the thread's own

@@ -342,7 +342,10 @@ fn check(text: &str, what: &str) {
     // Then, where the trampoline's CFI goes on (docs/backtraces.md), the
     // boundary and main's frames, suspended in its switch to 6; elsewhere the
     // trampoline ends it.
-    if cfg!(all(target_arch = "x86_64", not(windows))) {
+    if cfg!(all(
+        any(target_arch = "x86_64", target_arch = "aarch64"),
+        not(windows)
+    )) {
         let boundary = position(&running, "<signal handler called>");
         assert!(
             boundary.is_some_and(|b| position(&running, "running_greenlet").unwrap() < b

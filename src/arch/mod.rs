@@ -189,28 +189,42 @@ pub(crate) mod link {
     /// only then is its saved frame there to unwind into.
     pub(crate) const SUSPENDED: u8 = 1;
     /// Bytes [`super::init_stack`] keeps above the initial frame: the link
-    /// word and the chain-end word, 16-aligned.
-    pub(crate) const WORDS_BYTES: usize = 16;
+    /// word, the chain-end word and two zero words, 16-aligned.
+    pub(crate) const WORDS_BYTES: usize = 4 * std::mem::size_of::<usize>();
 }
 
-/// Puts, just below `stack_top`, the two words the trampoline's unwind
-/// information reads at its stack pointer: `link`, then 0 (the return address
-/// that ends the chain when there is no resumer to go on into). Returns the
-/// top to build the initial frame under.
+/// Puts, just below `stack_top`, the words the trampoline's unwind
+/// information reads at its stack pointer (the link area): `link`, then 0
+/// (the chain-end word, which the `.S` files that use it overwrite with the
+/// address to end the chain at), then two zero words. The unwind expression
+/// uses no branches (Valgrind's reader takes none), so every address it
+/// reads must be readable: a null `link` becomes the address of the area's
+/// second word, a record whose resumer (the third word) is null, and the
+/// area itself stands in for a null resumer, its state byte (the fourth
+/// word) 0, never `SUSPENDED`. Returns the top to build the initial frame
+/// under.
 ///
 /// # Safety
 /// As for [`init_stack`].
 #[inline]
 unsafe fn write_link(stack_top: *mut u8, link: *const u8) -> *mut u8 {
     debug_assert_eq!(stack_top as usize % 16, 0, "stack top must be 16-aligned");
-    let top = stack_top.wrapping_sub(link::WORDS_BYTES);
-    // SAFETY: the caller owns the memory below stack_top; both words lie in
-    // it, aligned (the top is 16-aligned).
+    const _: () = assert!(link::STATE == link::WORDS_BYTES - std::mem::size_of::<usize>());
+    let top = stack_top.wrapping_sub(link::WORDS_BYTES).cast::<usize>();
+    let link = if link.is_null() {
+        top.wrapping_add(1) as usize
+    } else {
+        link as usize
+    };
+    // SAFETY: the caller owns the memory below stack_top; the four words lie
+    // in it, aligned (the top is 16-aligned).
     unsafe {
-        top.cast::<*const u8>().write(link);
-        top.cast::<usize>().add(1).write(0);
+        top.write(link);
+        top.add(1).write(0);
+        top.add(2).write(0);
+        top.add(3).write(0);
     }
-    top
+    top.cast()
 }
 
 /// What the OS must be told about a stack while it runs, on Windows: the TEB

@@ -343,7 +343,11 @@ fn check(text: &str, what: &str) {
     // boundary and main's frames, suspended in its switch to 6; elsewhere the
     // trampoline ends it.
     if cfg!(all(
-        any(target_arch = "x86_64", target_arch = "aarch64"),
+        any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "riscv64"
+        ),
         not(windows)
     )) {
         let boundary = position(&running, "<signal handler called>");

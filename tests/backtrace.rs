@@ -50,6 +50,7 @@ const CONTINUES: bool = cfg!(all(
         target_arch = "x86_64",
         target_arch = "x86",
         target_arch = "aarch64",
+        target_arch = "powerpc64",
         target_arch = "riscv64"
     ),
     not(windows)

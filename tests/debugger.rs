@@ -347,6 +347,7 @@ fn check(text: &str, what: &str) {
             target_arch = "x86_64",
             target_arch = "x86",
             target_arch = "aarch64",
+            target_arch = "powerpc64",
             target_arch = "riscv64"
         ),
         not(windows)

@@ -33,7 +33,8 @@
  *       x0 = 16-aligned top of a fresh stack, x1 = entry, x2 = arg. Writes a
  *       frame shaped like a suspended one below `top`, whose resume address is
  *       GREENLET_ENTRY and whose x29 and x19 slots carry entry and arg, and
- *       returns its stack pointer (for load_sp).
+ *       returns its stack pointer (for load_sp). Also writes the chain-end
+ *       word at top + 8 (below).
  *
  *   GREENLET_ENTRY
  *       never called: the first switch into a new stack lands here, with sp =
@@ -103,11 +104,30 @@
  *    the Rust entry through x16, which a `bti c` pad accepts, so that jump
  *    would be fine under BTI. No PAC: the routines only move return
  *    addresses between stacks; a PAC-enabled caller signs its own copy.
- *  - The new stack's entry frame: x29 = 0 ends frame-pointer chains, and
- *    the CFI of GREENLET_ENTRY marks the return address undefined, so
- *    unwinders and backtraces stop there. The link register handed to entry
- *    points into GREENLET_ENTRY (at a `brk` that is never reached), so
- *    backtraces show the trampoline as the last frame.
+ *  - The new stack's entry frame: x29 = 0 ends frame-pointer chains. The
+ *    link register handed to entry points into GREENLET_ENTRY (at a `brk`
+ *    that is never reached), so backtraces show the trampoline as the last
+ *    frame of the greenlet's stack. Its CFI then goes on into the greenlet
+ *    whose RESUME into this one is pending (SPEC section 10), exactly as
+ *    asm/x86_64.S describes: the trampoline runs with sp = top, where
+ *    init_stack (src/arch/mod.rs) put the link area; CFA = the resumer's
+ *    saved sp + FRAME_BYTES, its x29, x30, x19 from its saved frame, when
+ *    its state byte says suspended; else CFA = top + END_CFA, which reads
+ *    the return address from the chain-end word that GREENLET_INIT writes,
+ *    one instruction into GREENLET_ENTRY_no_resumer (whose CFI ends the
+ *    walk). `.cfi_signal_frame` lets gdb accept a caller below this frame.
+ *
+ *    A new stack, as init_stack and GREENLET_INIT leave it:
+ *
+ *      |  the closure (src/greenlet/builder.rs)                  |
+ *      +---------------------------------------------------------+
+ * +24  |  0 (the state byte when the area stands in for a record) |
+ * +16  |  0 (the resumer of the record at top + 8)                |
+ *  +8  |  chain-end word: 5f, in GREENLET_ENTRY_no_resumer        |  (INIT)
+ * top  |  link word: the greenlet's record, or top + 8            |  <- sp in GREENLET_ENTRY
+ *      +---------------------------------------------------------+
+ *      |  initial frame (the table above)                         |
+ *      +---------------------------------------------------------+
  *  - Mach-O: the assembler resolves `adr` to a numeric local label in the
  *    same file without a relocation (arm64 Mach-O has no ADR relocation to a
  *    global symbol), so GREENLET_INIT finds GREENLET_ENTRY that way.
@@ -119,6 +139,32 @@
 #define FRAME_X19    16          /* x19, and FPCR (fp-control) at +24 */
 #define FRAME_FPCR   24
 #define FRAME_BYTES  32
+
+/* The switch record of the greenlet core (src/arch/mod.rs, `link`), which
+   the trampoline's CFI reads; Rust asserts the core's object matches. */
+#define LINK_SP        0
+#define LINK_RESUMER   8
+#define LINK_STATE     24
+#define LINK_SUSPENDED 1
+#if LINK_SP != 0
+#error "the CFI below reads the saved stack pointer with a bare DW_OP_deref"
+#endif
+/* DWARF expression pieces for GREENLET_ENTRY's CFA. SP_OP is DW_OP_breg31 (sp) +
+   offset. R: the resumer's record, [[sp] + LINK_RESUMER] (6 bytes).
+   CFI_RESUMER_OR_AREA: R + (R == 0) * sp, i.e. R, or the link area itself
+   when there is none, whose words at LINK_SP and LINK_STATE are readable and
+   whose state byte is 0 (18 bytes): every address the expression reads is
+   then a record or the link area, never null. */
+/* The CFA with no resumer: the one whose resume-address slot is the
+   chain-end word at sp + 8, so the return address read is that word. */
+#define END_CFA (8 + FRAME_BYTES - (FRAME_FP + 8))
+#define SP_OP 0x8f
+#define CFI_RESUMER SP_OP, 0, 0x06, 0x23, LINK_RESUMER, 0x06
+#define CFI_RESUMER_OR_AREA CFI_RESUMER, CFI_RESUMER, 0x30, 0x29, SP_OP, 0, 0x1e, 0x22
+/* GREENLET_ENTRY's name with a suffix, for the local end-of-chain symbol. */
+#define PASTE2(a, b) a##b
+#define PASTE(a, b) PASTE2(a, b)
+#define NO_RESUMER PASTE(GREENLET_ENTRY, _no_resumer)
 
 /* Save the few registers, swap stacks, restore the other side's; leave with
    x30 = the resumed side's resume address, by `leave` (br x30 or ret). */
@@ -181,6 +227,11 @@ FUNCTION_BEGIN(GREENLET_INIT)
         mov     x5, xzr
 #endif
         stp     x2, x5, [x3, #FRAME_X19] /* x19 = arg */
+        /* The chain-end word, beside the link word that init_stack
+           (src/arch/mod.rs) put at top: where the trampoline's caller
+           returns when there is no suspended resumer. */
+        adr     x6, 5f
+        str     x6, [x0, #8]
         mov     x0, x3
         ret
         .cfi_endproc
@@ -189,10 +240,30 @@ FUNCTION_END(GREENLET_INIT)
 FUNCTION_BEGIN(GREENLET_ENTRY)
 9:
         .cfi_startproc
-        /* Bottom of every greenlet stack: there is no caller. Marking the
-           return address undefined makes unwinders, backtraces and gdb stop
-           here. x0-x2 hold the transfer words of the switch that started us. */
-        .cfi_undefined x30
+        /* The caller of the bottom frame is the greenlet that resumed this one
+           (SPEC section 10), described by the expressions in the header; the
+           signal-frame mark shows the boundary and lets gdb accept a caller
+           on a stack at a lower address. x0-x2 hold the transfer words of the
+           switch that started us. */
+        .cfi_signal_frame
+        /* DW_CFA_def_cfa_expression, in the ops every consumer reads,
+           Valgrind's too (no branches, no dup, no deref_size): with
+           R' = R, or this link area when R is null, and
+           ok = (R''s state byte == LINK_SUSPENDED), which is 0 for the area,
+           CFA = sp + END_CFA + ok * ([R'] + FRAME_BYTES - (sp + END_CFA)). */
+        .cfi_escape 0x0f, 54
+        .cfi_escape SP_OP, END_CFA              /* the CFA with no resumer */
+        .cfi_escape CFI_RESUMER_OR_AREA         /* R' */
+        .cfi_escape 0x23, LINK_STATE, 0x06      /* DW_OP_plus_uconst, DW_OP_deref */
+        .cfi_escape 0x08, 0xff, 0x1a            /* DW_OP_const1u 0xff, DW_OP_and: the state byte */
+        .cfi_escape 0x30 + LINK_SUSPENDED, 0x29 /* DW_OP_lit<SUSPENDED>, DW_OP_eq: ok */
+        .cfi_escape CFI_RESUMER_OR_AREA         /* R' */
+        .cfi_escape 0x06, 0x23, FRAME_BYTES     /* DW_OP_deref: its saved sp; + the frame */
+        .cfi_escape SP_OP, END_CFA, 0x1c        /* - (sp + END_CFA) */
+        .cfi_escape 0x1e, 0x22                  /* DW_OP_mul by ok, DW_OP_plus */
+        .cfi_offset x30, FRAME_FP + 8 - FRAME_BYTES
+        .cfi_offset x29, FRAME_FP - FRAME_BYTES
+        .cfi_offset x19, FRAME_X19 - FRAME_BYTES
         mov     x16, x29                /* entry, from the initial frame */
         mov     x29, xzr                /* ends frame-pointer chains */
         mov     x3, x19                 /* arg, from the initial frame */
@@ -202,5 +273,27 @@ FUNCTION_BEGIN(GREENLET_ENTRY)
         brk     #0x1
         .cfi_endproc
 FUNCTION_END(GREENLET_ENTRY)
+
+/* The caller the trampoline names when the chain ends (no greenlet record, no
+   resumer, or one not suspended: a greenlet resumed by a death). Never run;
+   its CFI marks the return address undefined, which every unwinder reads as
+   the outermost frame (a return address of 0 would do for libgcc, but gdb
+   shows a frame at 0 below a signal frame and then complains). Local: only
+   its address is stored, one instruction in, since symbolizers look up a
+   return address minus one. */
+        .p2align 2
+#ifndef __APPLE__
+        .type   NO_RESUMER, %function
+#endif
+NO_RESUMER:
+        .cfi_startproc
+        .cfi_undefined x30
+        nop
+5:
+        brk     #0x1
+        .cfi_endproc
+#ifndef __APPLE__
+        .size   NO_RESUMER, .-NO_RESUMER
+#endif
 
 GNU_STACK_NOTE

@@ -114,6 +114,26 @@
  * stop there. entry takes four register arguments and is not variadic, so
  * ELFv2 requires no parameter save area of its caller.
  *
+ * Above the header lies the link area that init_stack (src/arch/mod.rs)
+ * writes and GREENLET_INIT completes; GREENLET_ENTRY's CFI reads it to go on
+ * into the greenlet whose RESUME into this one is pending (SPEC section 10),
+ * as asm/x86_64.S describes: CFA = the resumer's saved r1 + FRAME_BYTES, its
+ * LR, r2, r30, r31 from its saved frame, when its state byte says suspended;
+ * else CFA = top + END_CFA, whose LR is the chain-end word, one instruction
+ * into GREENLET_ENTRY_no_resumer (which ends the walk).
+ *
+ *      |  the closure (src/greenlet/builder.rs)                  |
+ *      +---------------------------------------------------------+
+ * +24  |  0 (the state byte when the area stands in for a record) |
+ * +16  |  0 (the resumer of the record at top + 8)                |
+ *  +8  |  chain-end word: 5f, in GREENLET_ENTRY_no_resumer        |  (INIT)
+ * top  |  link word: the greenlet's record, or top + 8            |
+ *      +---------------------------------------------------------+
+ *      |  the entry's header (32 bytes, back chain 0)             |  <- r1 in GREENLET_ENTRY
+ *      +---------------------------------------------------------+
+ *      |  initial frame (48 bytes, the table above)               |
+ *      +---------------------------------------------------------+
+ *
  * The TOC (r2). LLVM keeps r2 as a constant of the module and assumes an
  * asm! block leaves it alone. Both sides of a switch are normally in one
  * module with one TOC, but a large link may hold several TOCs, or the asm!
@@ -176,6 +196,34 @@
 
 /* DWARF register numbers (ELFv2): r0-r31 are 0-31, LR 65. */
 #define DWARF_LR 65
+
+/* The switch record of the greenlet core (src/arch/mod.rs, `link`), which
+   the trampoline's CFI reads; Rust asserts the core's object matches. */
+#define LINK_SP        0
+#define LINK_RESUMER   8
+#define LINK_STATE     24
+#define LINK_SUSPENDED 1
+#if LINK_SP != 0
+#error "the CFI below reads the saved stack pointer with a bare DW_OP_deref"
+#endif
+/* DWARF expression pieces for GREENLET_ENTRY's CFA (asm/x86_64.S explains
+   them). Unwound into, the trampoline's r1 is top - ENTRY_FRAME_BYTES, below
+   the entry's header: TOP0 is DW_OP_breg1 (r1) + 32, the link area. END_CFA:
+   the CFA with no resumer, whose resume-address slot is the chain-end word
+   at top + 8; TOP_END is DW_OP_breg1 + 32 + END_CFA, whose offset (72) takes
+   two bytes of SLEB128. */
+#define END_CFA (8 + FRAME_BYTES - FRAME_RESUME)
+#if ENTRY_FRAME_BYTES != 32 || END_CFA != 40
+#error "TOP0 and TOP_END encode these offsets"
+#endif
+#define TOP0 0x71, 32
+#define TOP_END 0x71, 0xc8, 0x00
+#define CFI_RESUMER TOP0, 0x06, 0x23, LINK_RESUMER, 0x06
+#define CFI_RESUMER_OR_AREA CFI_RESUMER, CFI_RESUMER, 0x30, 0x29, TOP0, 0x1e, 0x22
+/* GREENLET_ENTRY's name with a suffix, for the local end-of-chain symbol. */
+#define PASTE2(a, b) a##b
+#define PASTE(a, b) PASTE2(a, b)
+#define NO_RESUMER PASTE(GREENLET_ENTRY, _no_resumer)
 
 /* FPSCR control bits: RN, NI, VE OE UE ZE XE (low word), DRN (bits 32-34). */
 #define FPSCR_CONTROL_LOW  0xff
@@ -265,6 +313,11 @@ FUNCTION_BEGIN(GREENLET_INIT)
 2:      mflr    %r7
         mtlr    %r8
         addi    %r7, %r7, GREENLET_ENTRY - 2b
+        /* The chain-end word, beside the link word that init_stack
+           (src/arch/mod.rs) put at top: where the trampoline's caller
+           returns when there is no suspended resumer. */
+        addi    %r9, %r7, 5f - GREENLET_ENTRY
+        std     %r9, ENTRY_FRAME_BYTES + FRAME_BYTES + 8(%r3)
         std     %r7, FRAME_RESUME(%r3)
         std     %r2, FRAME_TOC(%r3)
         std     %r4, FRAME_R30(%r3)     /* entry */
@@ -281,9 +334,24 @@ FUNCTION_END(GREENLET_INIT)
 
 FUNCTION_BEGIN(GREENLET_ENTRY)
         .cfi_startproc
-        /* Bottom of every greenlet stack: there is no caller. Marking the return
-           address undefined makes unwinders, backtraces and gdb stop here. */
-        .cfi_undefined DWARF_LR
+        /* The caller of the bottom frame is the greenlet that resumed this one
+           (SPEC section 10); asm/x86_64.S explains the expression, which is
+           the same here with powerpc64le's r1, entry header and frame. */
+        .cfi_signal_frame
+        .cfi_escape 0x0f, 56                    /* DW_CFA_def_cfa_expression */
+        .cfi_escape TOP_END                     /* the CFA with no resumer */
+        .cfi_escape CFI_RESUMER_OR_AREA         /* R' */
+        .cfi_escape 0x23, LINK_STATE, 0x06      /* DW_OP_plus_uconst, DW_OP_deref */
+        .cfi_escape 0x08, 0xff, 0x1a            /* DW_OP_const1u 0xff, DW_OP_and: the state byte */
+        .cfi_escape 0x30 + LINK_SUSPENDED, 0x29 /* DW_OP_lit<SUSPENDED>, DW_OP_eq: ok */
+        .cfi_escape CFI_RESUMER_OR_AREA         /* R' */
+        .cfi_escape 0x06, 0x23, FRAME_BYTES     /* DW_OP_deref: its saved r1; + the frame */
+        .cfi_escape TOP_END, 0x1c               /* - (top + END_CFA) */
+        .cfi_escape 0x1e, 0x22                  /* DW_OP_mul by ok, DW_OP_plus */
+        .cfi_offset DWARF_LR, FRAME_RESUME - FRAME_BYTES
+        .cfi_offset 2, FRAME_TOC - FRAME_BYTES
+        .cfi_offset 30, FRAME_R30 - FRAME_BYTES
+        .cfi_offset 31, FRAME_R31 - FRAME_BYTES
         /* r3, r4, r5 = the words of the first switch; r1 = top - 32 */
         mr      %r6, %r31               /* arg, the fourth argument */
         mr      %r12, %r30              /* ELFv2 indirect call: r12 = target */
@@ -298,5 +366,19 @@ FUNCTION_BEGIN(GREENLET_ENTRY)
 4:      trap
         .cfi_endproc
 FUNCTION_END(GREENLET_ENTRY)
+
+/* The caller the trampoline names when the chain ends (asm/x86_64.S says
+   why it exists). Never run; its return address is undefined. Local; the
+   stored address is one instruction in, as symbolizers look up a return
+   address minus one. */
+        .p2align 2
+        .type   NO_RESUMER, @function
+NO_RESUMER:
+        .cfi_startproc
+        .cfi_undefined DWARF_LR
+        nop
+5:      trap
+        .cfi_endproc
+        .size   NO_RESUMER, .-NO_RESUMER
 
         GNU_STACK_NOTE

@@ -159,6 +159,29 @@
 #define FRAME_EBP    (F + 4)
 #define FRAME_RESUME (F + 8)
 #define FRAME_BYTES  (F + 12)
+
+/* The switch record of the greenlet core (src/arch/mod.rs, `link`), which
+   the trampoline's CFI reads; Rust asserts the core's object matches. */
+#define LINK_SP        0
+#define LINK_RESUMER   4
+#define LINK_STATE     12
+#define LINK_SUSPENDED 1
+#if LINK_SP != 0
+#error "the CFI below reads the saved stack pointer with a bare DW_OP_deref"
+#endif
+/* DWARF expression pieces for GREENLET_ENTRY's CFA (asm/x86_64.S explains
+   them). Unwound into, the trampoline's esp is top - 16, below the four
+   arguments it pushed for entry: TOP is DW_OP_breg4 (esp) + 16 + offset.
+   END_CFA: the CFA with no resumer, whose resume-address slot is the
+   chain-end word at top + 4. */
+#define END_CFA (4 + FRAME_BYTES - FRAME_RESUME)
+#define TOP(off) 0x74, 16 + (off)
+#define CFI_RESUMER TOP(0), 0x06, 0x23, LINK_RESUMER, 0x06
+#define CFI_RESUMER_OR_AREA CFI_RESUMER, CFI_RESUMER, 0x30, 0x29, TOP(0), 0x1e, 0x22
+/* GREENLET_ENTRY's name with a suffix, for the local end-of-chain symbol. */
+#define PASTE2(a, b) a##b
+#define PASTE(a, b) PASTE2(a, b)
+#define NO_RESUMER PASTE(GREENLET_ENTRY, _no_resumer)
 /* MXCSR status flags (IE DE ZE OE UE PE): the thread's, never switched. */
 #define MXCSR_FLAGS 0x3f
 
@@ -240,6 +263,11 @@ FUNCTION_BEGIN(GREENLET_INIT)
 1:      popl    %ecx
         addl    $(GREENLET_ENTRY - 1b), %ecx
         movl    %ecx, FRAME_RESUME(%eax)
+        /* The chain-end word, beside the link word that init_stack
+           (src/arch/mod.rs) put at top: where the trampoline's caller
+           returns when there is no suspended resumer. */
+        leal    (5f - GREENLET_ENTRY)(%ecx), %edx
+        movl    %edx, FRAME_BYTES + 4(%eax)
 #ifdef GREENLET_FP_CONTROL
         /* A new greenlet starts with its creator's FP control state, as a new
            thread does (POSIX) and as Boost's make_fcontext does. */
@@ -253,9 +281,23 @@ FUNCTION_END(GREENLET_INIT)
 
 FUNCTION_BEGIN(GREENLET_ENTRY)
         .cfi_startproc
-        /* Bottom of every greenlet stack: there is no caller. Marking the return
-           address undefined makes unwinders, backtraces and gdb stop here. */
-        .cfi_undefined %eip
+        /* The caller of the bottom frame is the greenlet that resumed this one
+           (SPEC section 10); asm/x86_64.S explains the expression, which is
+           the same here with i686's esp, link area and frame. */
+        .cfi_signal_frame
+        .cfi_escape 0x0f, 54                    /* DW_CFA_def_cfa_expression */
+        .cfi_escape TOP(END_CFA)                /* the CFA with no resumer */
+        .cfi_escape CFI_RESUMER_OR_AREA         /* R' */
+        .cfi_escape 0x23, LINK_STATE, 0x06      /* DW_OP_plus_uconst, DW_OP_deref */
+        .cfi_escape 0x08, 0xff, 0x1a            /* DW_OP_const1u 0xff, DW_OP_and: the state byte */
+        .cfi_escape 0x30 + LINK_SUSPENDED, 0x29 /* DW_OP_lit<SUSPENDED>, DW_OP_eq: ok */
+        .cfi_escape CFI_RESUMER_OR_AREA         /* R' */
+        .cfi_escape 0x06, 0x23, FRAME_BYTES     /* DW_OP_deref: its saved esp; + the frame */
+        .cfi_escape TOP(END_CFA), 0x1c          /* - (top + END_CFA) */
+        .cfi_escape 0x1e, 0x22                  /* DW_OP_mul by ok, DW_OP_plus */
+        .cfi_offset %eip, FRAME_RESUME - FRAME_BYTES
+        .cfi_offset %ebp, FRAME_EBP - FRAME_BYTES
+        .cfi_offset %esi, FRAME_ESI - FRAME_BYTES
         endbr32
         pushl   %ebp                    /* arg, from the initial frame */
         pushl   %ecx                    /* c */
@@ -268,5 +310,19 @@ FUNCTION_BEGIN(GREENLET_ENTRY)
 3:      ud2
         .cfi_endproc
 FUNCTION_END(GREENLET_ENTRY)
+
+/* The caller the trampoline names when the chain ends (asm/x86_64.S says
+   why it exists). Never run; its return address is undefined. Local; the
+   stored address is one byte in, as symbolizers look up a return address
+   minus one. */
+        .p2align 4
+        .type   NO_RESUMER, @function
+NO_RESUMER:
+        .cfi_startproc
+        .cfi_undefined %eip
+        nop
+5:      ud2
+        .cfi_endproc
+        .size   NO_RESUMER, .-NO_RESUMER
 
         GNU_STACK_NOTE

@@ -34,7 +34,9 @@
  *   void *GREENLET_INIT(void *top, entry_fn entry, usize arg)   (a C function)
  *       rdi = 16-aligned top of a fresh stack, rsi = entry, rdx = arg; writes
  *       below `top` a frame shaped like a suspended one, whose resume address
- *       is GREENLET_ENTRY, and returns its stack pointer.
+ *       is GREENLET_ENTRY, and returns its stack pointer. Above `top` it
+ *       writes the chain-end word (below); init_stack (src/arch/mod.rs) has
+ *       put the link word beside it and reserved both.
  *
  *   GREENLET_ENTRY
  *       the first code on every new stack, reached by either entry's exit. It
@@ -42,6 +44,35 @@
  *       entry(a, b, c, arg) (rdi, rsi, rdx from the switch, arg in rcx): a jump,
  *       not a call, so that the predictor holds no entry that no `ret` will
  *       ever pop. entry never returns.
+ *
+ * Backtraces (SPEC section 10). GREENLET_ENTRY's CFI names as its caller the
+ * greenlet whose RESUME into this one is pending (corosensei's parent link),
+ * so unwinders go on from a greenlet's bottom frame into the frames of the
+ * switch that resumed it, which stay put while it is suspended. Nothing on
+ * the switch path is written for it: the trampoline runs with rsp = top, and
+ * the link area at top (picture below) names the greenlet's switch record
+ * (the core's object, whose layout src/arch/mod.rs `link` fixes and the core
+ * asserts):
+ *
+ *   G = [top]                  this greenlet's record (a stack no greenlet
+ *                              owns: top + 8, a record with no resumer)
+ *   R = [G + LINK_RESUMER]     the resumer's record, set by RESUME, cleared by
+ *                              a death (0: none; the area at top stands in)
+ *   if R's state byte [R + LINK_STATE] is LINK_SUSPENDED, its frame is at
+ *   S = [R + LINK_SP] and the caller's CFA is S + FRAME_BYTES, its own stack
+ *   pointer; the resume address, rbp and rbx are read from the saved frame
+ *   below that CFA. Otherwise the CFA is top + END_CFA, which puts the
+ *   resume-address slot on the chain-end word at top + 8: the return address
+ *   is then GREENLET_ENTRY_no_resumer's, whose CFI marks its own return
+ *   address undefined, and the walk ends there.
+ *
+ * The expression has no branches (Valgrind reads only straight-line
+ * expressions), so every address it reads must be readable whatever the
+ * state: hence the stand-ins above.
+ * `.cfi_signal_frame` lets gdb accept a caller at a lower address (gdb
+ * requires frame addresses to rise, but not across a signal frame) and shows
+ * the boundary as "<signal handler called>". A panic never unwinds this far:
+ * entry's catch_unwind is above the trampoline and stops it.
  *
  * Saved frame (what the stored stack pointer points at while a context is
  * suspended); F is 8 with GREENLET_FP_CONTROL and 0 without. Both entries
@@ -73,6 +104,19 @@
  *   +0 | [MXCSR | x87 CW | pad]  fp-control  |  | [MXCSR | x87 CW | pad]   |
  *      +-------------------------------------+  +--------------------------+
  *        ^ stored to (r8)                         ^ r9
+ *
+ * A new stack, as init_stack and GREENLET_INIT leave it:
+ *
+ *      |  the closure (src/greenlet/builder.rs)                     |
+ *      +------------------------------------------------------------+
+ * +24  |  0 (the state byte when the area stands in for a record)   |
+ * +16  |  0 (the resumer of the record at top + 8)                  |
+ *  +8  |  chain-end word: 1 byte into GREENLET_ENTRY_no_resumer     |  (INIT)
+ * top  |  link word: the greenlet's record, or top + 8              |  <- rsp in GREENLET_ENTRY
+ *      +------------------------------------------------------------+
+ *      |  initial frame (the table above): resume = GREENLET_ENTRY   |
+ *      +------------------------------------------------------------+
+ *        ^ returned by GREENLET_INIT, the stack pointer to resume
  *
  * asm! blocks run with rsp 16-aligned; the call or push makes it 8 (mod 16),
  * the two pushes keep it there, the fp-control slot makes it 0. GREENLET_INIT
@@ -123,6 +167,31 @@
 #define FRAME_RBP    (F + 8)
 #define FRAME_RESUME (F + 16)
 #define FRAME_BYTES  (F + 24)
+/* The switch record of the greenlet core (src/arch/mod.rs, `link`), which
+   the trampoline's CFI reads; Rust asserts the core's object matches. */
+#define LINK_SP        0
+#define LINK_RESUMER   8
+#define LINK_STATE     24
+#define LINK_SUSPENDED 1
+#if LINK_SP != 0
+#error "the CFI below reads the saved stack pointer with a bare DW_OP_deref"
+#endif
+/* DWARF expression pieces for GREENLET_ENTRY's CFA. SP_OP is DW_OP_breg7 (rsp) +
+   offset. R: the resumer's record, [[sp] + LINK_RESUMER] (6 bytes).
+   CFI_RESUMER_OR_AREA: R + (R == 0) * sp, i.e. R, or the link area itself
+   when there is none, whose words at LINK_SP and LINK_STATE are readable and
+   whose state byte is 0 (18 bytes): every address the expression reads is
+   then a record or the link area, never null. */
+/* The CFA with no resumer: the one whose resume-address slot is the
+   chain-end word at sp + 8, so the return address read is that word. */
+#define END_CFA (8 + FRAME_BYTES - FRAME_RESUME)
+#define SP_OP 0x77
+#define CFI_RESUMER SP_OP, 0, 0x06, 0x23, LINK_RESUMER, 0x06
+#define CFI_RESUMER_OR_AREA CFI_RESUMER, CFI_RESUMER, 0x30, 0x29, SP_OP, 0, 0x1e, 0x22
+/* GREENLET_ENTRY's name with a suffix, for the local end-of-chain symbol. */
+#define PASTE2(a, b) a##b
+#define PASTE(a, b) PASTE2(a, b)
+#define NO_RESUMER PASTE(GREENLET_ENTRY, _no_resumer)
 /* MXCSR status flags (IE DE ZE OE UE PE): the thread's, never switched. */
 #define MXCSR_FLAGS 0x3f
 
@@ -203,6 +272,11 @@ FUNCTION_BEGIN(GREENLET_INIT)
         movq    %rdx, FRAME_RBP(%rax)
         leaq    GREENLET_ENTRY(%rip), %rcx
         movq    %rcx, FRAME_RESUME(%rax)
+        /* The chain-end word, above the frame beside the link word that
+           init_stack (src/arch/mod.rs) put at top: where the trampoline's
+           caller returns when there is no suspended resumer. */
+        leaq    5f(%rip), %rcx
+        movq    %rcx, 8(%rdi)
 #ifdef GREENLET_FP_CONTROL
         /* A new greenlet starts with its creator's FP control state, as a new
            thread does (POSIX) and as Boost's make_fcontext does. */
@@ -216,9 +290,31 @@ FUNCTION_END(GREENLET_INIT)
 
 FUNCTION_BEGIN(GREENLET_ENTRY)
         .cfi_startproc
-        /* Bottom of every greenlet stack: there is no caller. Marking the return
-           address undefined makes unwinders, backtraces and gdb stop here. */
-        .cfi_undefined %rip
+        /* The caller of the bottom frame is the greenlet that resumed this one
+           (SPEC section 10), described by the expressions in the header. The
+           signal-frame mark lets gdb accept a caller below this frame (on a
+           stack at a lower address) and shows the boundary as
+           "<signal handler called>"; it also makes unwinders look the
+           caller's pc up as it is, which is right for a resume address. */
+        .cfi_signal_frame
+        /* DW_CFA_def_cfa_expression, in the ops every consumer reads,
+           Valgrind's too (no branches, no dup, no deref_size): with
+           R' = R, or this link area when R is null, and
+           ok = (R''s state byte == LINK_SUSPENDED), which is 0 for the area,
+           CFA = sp + END_CFA + ok * ([R'] + FRAME_BYTES - (sp + END_CFA)). */
+        .cfi_escape 0x0f, 54
+        .cfi_escape SP_OP, END_CFA              /* the CFA with no resumer */
+        .cfi_escape CFI_RESUMER_OR_AREA         /* R' */
+        .cfi_escape 0x23, LINK_STATE, 0x06      /* DW_OP_plus_uconst, DW_OP_deref */
+        .cfi_escape 0x08, 0xff, 0x1a            /* DW_OP_const1u 0xff, DW_OP_and: the state byte */
+        .cfi_escape 0x30 + LINK_SUSPENDED, 0x29 /* DW_OP_lit<SUSPENDED>, DW_OP_eq: ok */
+        .cfi_escape CFI_RESUMER_OR_AREA         /* R' */
+        .cfi_escape 0x06, 0x23, FRAME_BYTES     /* DW_OP_deref: its saved sp; + the frame */
+        .cfi_escape SP_OP, END_CFA, 0x1c        /* - (sp + END_CFA) */
+        .cfi_escape 0x1e, 0x22                  /* DW_OP_mul by ok, DW_OP_plus */
+        .cfi_offset %rip, -(FRAME_BYTES - FRAME_RESUME)
+        .cfi_offset %rbp, -(FRAME_BYTES - FRAME_RBP)
+        .cfi_offset %rbx, -(FRAME_BYTES - FRAME_RBX)
         endbr64
         movq    %rbx, %rax              /* entry, from the initial frame */
         movq    %rbp, %rcx              /* arg, the fourth argument */
@@ -229,5 +325,26 @@ FUNCTION_BEGIN(GREENLET_ENTRY)
 3:      ud2
         .cfi_endproc
 FUNCTION_END(GREENLET_ENTRY)
+
+/* The caller the trampoline names when the chain ends (no greenlet record, no
+   resumer, or one not suspended: a greenlet resumed by a death). Never run;
+   its CFI marks the return address undefined, which every unwinder reads as
+   the outermost frame. A return address of 0 would do for libgcc, but gdb
+   shows a frame at 0 below a signal frame and then complains. Local: not
+   part of the exported contract, only its address is stored. */
+        .p2align 4
+#ifndef __APPLE__
+        .type   NO_RESUMER, @function
+#endif
+NO_RESUMER:
+        .cfi_startproc
+        .cfi_undefined %rip
+        nop                             /* symbolizers look up the address - 1 */
+5:
+        ud2
+        .cfi_endproc
+#ifndef __APPLE__
+        .size   NO_RESUMER, .-NO_RESUMER
+#endif
 
         GNU_STACK_NOTE

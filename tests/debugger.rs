@@ -339,10 +339,41 @@ fn check(text: &str, what: &str) {
         position(&running, "running_greenlet").is_some(),
         "{what}:\n{text}"
     );
-    assert!(
-        running.last().unwrap().contains("_entry"),
-        "{what}: ends at the trampoline:\n{text}"
-    );
+    // Then, where the trampoline's CFI goes on (docs/backtraces.md), the
+    // boundary and main's frames, suspended in its switch to 6; elsewhere the
+    // trampoline ends it.
+    if cfg!(all(
+        any(
+            target_arch = "x86_64",
+            target_arch = "x86",
+            target_arch = "aarch64",
+            target_arch = "powerpc64",
+            target_arch = "riscv64"
+        ),
+        not(windows)
+    )) {
+        let boundary = position(&running, "<signal handler called>");
+        assert!(
+            boundary.is_some_and(|b| position(&running, "running_greenlet").unwrap() < b
+                && running[b + 1..]
+                    .iter()
+                    .any(|f| f.contains("scenario_main (") || f.contains("scenario_main::h"))),
+            "{what}: goes on, past the boundary, into main's frames:\n{text}"
+        );
+        for bad in [
+            "previous frame inner",
+            "Backtrace stopped",
+            " 0x0000000000000000 in ",
+            " 0x00000000 in ",
+        ] {
+            assert!(!text.contains(bad), "{what}: gdb says `{bad}`:\n{text}");
+        }
+    } else {
+        assert!(
+            running.last().unwrap().contains("_entry"),
+            "{what}: ends at the trampoline:\n{text}"
+        );
+    }
 }
 
 /// How the live session ends, leaving a core dump behind.

@@ -146,10 +146,45 @@ fn the_current_greenlet_gets_its_own_backtrace() {
     let (frames, text) = g.switch(()).downcast::<(usize, String)>().unwrap();
     assert!(frames >= 2, "{text}");
     if resolved(&text, "the_current_greenlet_gets_its_own_backtrace") {
-        // On the greenlet's stack: no frame of the test harness below it.
-        assert!(!text.contains("test::run_test"), "{text}");
+        // On the greenlet's stack: no frame of the test harness among its
+        // own frames, down to the trampoline (where the CPU's trampoline
+        // describes it, the backtrace goes on into the resumer, the test,
+        // after it: docs/backtraces.md).
+        let own = text.split("_entry\n").next().unwrap();
+        assert!(!own.contains("test::run_test"), "{text}");
     }
     assert!(Greenlet::current().backtrace().is_some());
+}
+
+#[inline(never)]
+fn introspecting_side_marker(g: &Greenlet) -> String {
+    black_box(g.backtrace().unwrap().to_string())
+}
+
+/// The backtrace of a suspended greenlet whose resumer (main, here) is itself
+/// suspended, in the capture, is the greenlet's frames only: it does not go
+/// on into the resumer's, as a backtrace taken by the greenlet itself does
+/// (docs/backtraces.md).
+#[test]
+fn a_suspended_greenlets_backtrace_stops_at_its_own_entry() {
+    // main resumes g, g resumes h, h switches to main: g's resumer is main.
+    let g = Greenlet::new(|_| {
+        let h = Greenlet::new(|_| {
+            Greenlet::main().switch(());
+        });
+        h.switch(());
+    });
+    g.switch(());
+    let text = introspecting_side_marker(&g);
+    assert!(frame_count(&g.backtrace().unwrap()) >= 2);
+    if resolved(
+        &text,
+        "a_suspended_greenlets_backtrace_stops_at_its_own_entry",
+    ) {
+        assert!(!text.contains("introspecting_side_marker"), "{text}");
+        assert!(!text.contains("test::run_test"), "{text}");
+    }
+    g.switch(());
 }
 
 #[inline(never)]

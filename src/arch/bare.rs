@@ -67,7 +67,7 @@ pub fn round_trips(n: u64) -> usize {
     let arg = &mut pair as *mut Pair as usize;
     // SAFETY: the top of scratch memory we own and nothing else runs on; it
     // is far larger than an initial frame.
-    pair.other_sp = unsafe { init_stack(stack.top(), bounce, arg) };
+    pair.other_sp = unsafe { init_stack(stack.top(), bounce, arg, std::ptr::null()) };
     // SAFETY: `other_sp` is the bouncer's initial frame (the first time) or
     // the frame it saved when it switched back to us; either way it is
     // suspended and not resumed since. `pair` and the stack outlive every

@@ -169,30 +169,102 @@ mod ffi {
 }
 
 /// Room an initial frame may take below the top of a stack, on any CPU (the
-/// largest, powerpc64le's, saves 18 integer, 18 FP and 12 vector registers).
+/// largest, powerpc64le's, saves 18 integer, 18 FP and 12 vector registers),
+/// with the link words above it.
 /// Stacks are at least `MIN_STACK_SIZE`, far more than this.
 pub(crate) const INITIAL_FRAME_MAX_BYTES: usize = 1024;
 
-/// Writes the initial frame below `stack_top` and returns the stack pointer to
-/// hand to [`resume`] or [`yield_to`] as `load_sp`. The first switch to it
-/// runs `entry(a, b, c, arg)` on that stack.
+/// Writes the unwind link and the initial frame below `stack_top` and
+/// returns the stack pointer to hand to [`resume`] or [`yield_to`] as
+/// `load_sp`. The first switch to it runs `entry(a, b, c, arg)` on that
+/// stack.
+///
+/// `link` is the address of the greenlet's switch record (see [`link`]), or
+/// null for a stack that no greenlet owns: the trampoline's unwind
+/// information follows it to the frame of the greenlet that resumed this one,
+/// so that backtraces go on there (SPEC §10), and ends the chain when it is
+/// null.
 ///
 /// # Safety
 /// `stack_top` must be the 16-byte aligned, exclusive upper end of writable
 /// memory with at least [`INITIAL_FRAME_MAX_BYTES`] bytes below it, owned by
-/// the caller and used as a stack by nothing else.
+/// the caller and used as a stack by nothing else. A non-null `link` must
+/// point at a record with the layout of [`link`] that outlives the stack's
+/// use, since unwinders read it while the stack runs.
 #[inline]
-pub(crate) unsafe fn init_stack(stack_top: *mut u8, entry: EntryFn, arg: usize) -> *mut u8 {
-    debug_assert_eq!(stack_top as usize % 16, 0, "stack top must be 16-aligned");
+pub(crate) unsafe fn init_stack(
+    stack_top: *mut u8,
+    entry: EntryFn,
+    arg: usize,
+    link: *const u8,
+) -> *mut u8 {
+    // SAFETY: forwarded.
+    let top = unsafe { write_link(stack_top, link) };
     // SAFETY: the caller guarantees the memory below stack_top; the routine
-    // reads entry as a code address and writes only its frame there (less
-    // than INITIAL_FRAME_MAX_BYTES).
+    // writes only its frame there (less than INITIAL_FRAME_MAX_BYTES, which
+    // leaves room for the link words).
     #[cfg(not(windows))]
-    return unsafe { ffi::init(stack_top, entry as usize, arg) };
+    return unsafe { ffi::init(top, entry as usize, arg) };
     // SAFETY: as above. Without bounds the frame carries the thread's own
     // stack bounds: for scratch stacks, on which nothing raises exceptions.
     #[cfg(windows)]
-    return unsafe { ffi::init_windows(stack_top, entry as usize, arg, std::ptr::null()) };
+    return unsafe { ffi::init_windows(top, entry as usize, arg, std::ptr::null()) };
+}
+
+/// The layout of the switch record that the trampoline's unwind information
+/// reads (through the word [`init_stack`] puts at the trampoline's stack
+/// pointer), in bytes from the record's address. The `.S` files that use it
+/// define the same numbers (`LINK_*`); the greenlet core asserts that its
+/// object has this layout (`src/greenlet/object.rs`), and the backtrace tests
+/// fail when the `.S` reads anything else.
+pub(crate) mod link {
+    /// The saved stack pointer, valid while the greenlet is suspended.
+    pub(crate) const SP: usize = 0;
+    /// The record of the greenlet whose RESUME into this one is pending, or
+    /// null.
+    pub(crate) const RESUMER: usize = std::mem::size_of::<usize>();
+    /// The state byte.
+    pub(crate) const STATE: usize = 3 * std::mem::size_of::<usize>();
+    /// The state byte's value while the greenlet is suspended in a switch:
+    /// only then is its saved frame there to unwind into.
+    pub(crate) const SUSPENDED: u8 = 1;
+    /// Bytes [`super::init_stack`] keeps above the initial frame: the link
+    /// word, the chain-end word and two zero words, 16-aligned.
+    pub(crate) const WORDS_BYTES: usize = 4 * std::mem::size_of::<usize>();
+}
+
+/// Puts, just below `stack_top`, the words the trampoline's unwind
+/// information reads at its stack pointer (the link area): `link`, then 0
+/// (the chain-end word, which the `.S` files that use it overwrite with the
+/// address to end the chain at), then two zero words. The unwind expression
+/// uses no branches (Valgrind's reader takes none), so every address it
+/// reads must be readable: a null `link` becomes the address of the area's
+/// second word, a record whose resumer (the third word) is null, and the
+/// area itself stands in for a null resumer, its state byte (the fourth
+/// word) 0, never `SUSPENDED`. Returns the top to build the initial frame
+/// under.
+///
+/// # Safety
+/// As for [`init_stack`].
+#[inline]
+unsafe fn write_link(stack_top: *mut u8, link: *const u8) -> *mut u8 {
+    debug_assert_eq!(stack_top as usize % 16, 0, "stack top must be 16-aligned");
+    const _: () = assert!(link::STATE == link::WORDS_BYTES - std::mem::size_of::<usize>());
+    let top = stack_top.wrapping_sub(link::WORDS_BYTES).cast::<usize>();
+    let link = if link.is_null() {
+        top.wrapping_add(1) as usize
+    } else {
+        link as usize
+    };
+    // SAFETY: the caller owns the memory below stack_top; the four words lie
+    // in it, aligned (the top is 16-aligned).
+    unsafe {
+        top.write(link);
+        top.add(1).write(0);
+        top.add(2).write(0);
+        top.add(3).write(0);
+    }
+    top.cast()
 }
 
 /// What the OS must be told about a stack while it runs, on Windows: the TEB
@@ -223,12 +295,14 @@ pub(crate) unsafe fn init_stack_with_bounds(
     stack_top: *mut u8,
     entry: EntryFn,
     arg: usize,
+    link: *const u8,
     bounds: &StackBounds,
 ) -> *mut u8 {
-    debug_assert_eq!(stack_top as usize % 16, 0, "stack top must be 16-aligned");
+    // SAFETY: forwarded.
+    let top = unsafe { write_link(stack_top, link) };
     // SAFETY: as in init_stack; the routine also reads the three words at
     // `bounds`.
-    unsafe { ffi::init_windows(stack_top, entry as usize, arg, bounds) }
+    unsafe { ffi::init_windows(top, entry as usize, arg, bounds) }
 }
 
 #[cfg(test)]

@@ -157,9 +157,18 @@ impl Builder {
         // SAFETY: just written, from spare::slot. Debugger registry (issue 21).
         unsafe { registry::born(inner) };
         // SAFETY: `frame_top` is 16-aligned, below the closure, with far more
-        // than INITIAL_FRAME_MAX_BYTES of the same stack beneath it.
+        // than INITIAL_FRAME_MAX_BYTES of the same stack beneath it. `inner`
+        // is the greenlet's object (its switch record, `object.rs`), which
+        // lives at least as long as anything runs on the stack.
         #[cfg(not(windows))]
-        let sp = unsafe { arch::init_stack(frame_top as *mut u8, entry::entry::<G, R>, at) };
+        let sp = unsafe {
+            arch::init_stack(
+                frame_top as *mut u8,
+                entry::entry::<G, R>,
+                at,
+                inner as *const u8,
+            )
+        };
         // Windows: the frame also tells the OS where the stack is (its TEB
         // fields), for it to grow the stack and dispatch exceptions there.
         #[cfg(windows)]
@@ -176,6 +185,7 @@ impl Builder {
                     frame_top as *mut u8,
                     entry::entry::<G, R>,
                     at,
+                    inner as *const u8,
                     &bounds,
                 )
             }

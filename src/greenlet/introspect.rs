@@ -87,7 +87,15 @@ pub(crate) unsafe fn answer(word: usize, me: *const Inner, fake: &mut FakeStack)
     // does not panic; if it ever did, the process stops. (A guard rather
     // than catch_unwind, which would add six frames to every backtrace.)
     let guard = AbortOnUnwind;
+    // A suspended greenlet's backtrace is its own frames (Python's
+    // `gr_frame`). The trampoline's unwind information would go on into the
+    // greenlet that resumed it (SPEC §10), which is not part of them, so for
+    // the capture it has none.
+    // SAFETY: `me` runs, so it is live.
+    let resumer = unsafe { (*me).resumer.replace(std::ptr::null()) };
     let captured = Some(Backtrace::force_capture());
+    // SAFETY: as above.
+    unsafe { (*me).resumer.set(resumer) };
     std::mem::forget(guard);
     // SAFETY: the request lives on the requester's stack, which waits for us
     // to switch back; we write it before doing so.

@@ -60,7 +60,9 @@ pub(crate) struct Inner {
     pub(crate) sp: Cell<*mut u8>,
     /// The greenlet whose RESUME into this one is still pending, if it is the
     /// last one that switched here: a switch back to it goes through YIELD,
-    /// whose return the CPU then predicts (SPEC §5). Compared, never followed.
+    /// whose return the CPU then predicts (SPEC §5). Followed only by the
+    /// unwind information of the entry trampoline (`arch::link`), which
+    /// checks the state byte first: a death stores null here, never itself.
     pub(crate) resumer: Cell<*const Inner>,
     pub(crate) strong: Cell<usize>,
     pub(crate) state: Cell<State>,
@@ -82,6 +84,16 @@ pub(crate) struct Inner {
     /// Greenlet-local values (src/greenlet/locals.rs), dropped at death.
     pub(crate) locals: Locals,
 }
+
+// The trampoline's unwind information (SPEC §10) reads a greenlet's object
+// as the arch layer's switch record: the saved stack pointer, the resumer and
+// the state byte where `arch::link` says, and `Suspended` as its value.
+const _: () = {
+    assert!(std::mem::offset_of!(Inner, sp) == crate::arch::link::SP);
+    assert!(std::mem::offset_of!(Inner, resumer) == crate::arch::link::RESUMER);
+    assert!(std::mem::offset_of!(Inner, state) == crate::arch::link::STATE);
+    assert!(State::Suspended as u8 == crate::arch::link::SUSPENDED);
+};
 
 impl Inner {
     /// A greenlet that has not started, with strong count 1.

@@ -307,6 +307,15 @@ pub(crate) unsafe fn leave(
     thread::set_current(target);
     // A resumable greenlet always has a handle.
     thread::clear_current_unowned();
+    if cur.state.get() == State::Dead && !std::ptr::eq(cur.resumer.get(), tgt) {
+        // A death through RESUME would make the dead greenlet, whose stack
+        // is gone, the target's resumer, which the trampoline's unwind
+        // information follows (SPEC §10). Null instead, so that a backtrace
+        // in the target ends at its entry; and YIELD, which leaves the
+        // target's resumer alone (the choice of entry is speed only).
+        tgt.resumer.set(std::ptr::null());
+        cur.resumer.set(tgt);
+    }
     // Last before the switch: for a dying greenlet this frees its fake stack
     // under AddressSanitizer, and nothing may use that stack afterwards.
     sanitizer::start_switch(fake, bounds);

@@ -292,7 +292,7 @@ fn switches_reach_and_leave_thumb_code_through_both_entries() {
     // the entry side is not resumed after that (its stack is freed below).
     // Each switch resumes the entry side where its last switch left it.
     let got = unsafe {
-        (*start).entry_sp = arch::init_stack(stack.top(), entry, start as usize);
+        (*start).entry_sp = arch::init_stack(stack.top(), entry, start as usize, std::ptr::null());
         let here = std::ptr::addr_of_mut!((*start).starter_sp);
         let first = arch::resume(here, (*start).entry_sp, 41, 7, 9);
         let second = arch::resume(here, (*start).entry_sp, 100, 1, 2);

@@ -168,7 +168,14 @@ fn round_trip(there: Entry, back: Entry) -> Vec<u64> {
     };
     let ctx_ptr: *mut Ctx = &mut *ctx;
     // SAFETY: the stack is ours, fresh and 16-aligned at the top.
-    ctx.clobber_sp = unsafe { arch::init_stack(stack.top(), clobber_entry, ctx_ptr as usize) };
+    ctx.clobber_sp = unsafe {
+        arch::init_stack(
+            stack.top(),
+            clobber_entry,
+            ctx_ptr as usize,
+            std::ptr::null(),
+        )
+    };
     let mut out =
         vec![0u64; probe::INT_REGS.len() + probe::FP_REGS.len() + 1 + probe::OTHER_STATE.len()];
     // SAFETY: the clobber side switches straight back to the probe and is

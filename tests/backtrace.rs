@@ -635,3 +635,74 @@ fn gdb_bt_in_a_greenlet_resumed_by_a_death_ends_at_its_entry() {
     }
     assert!(!text.contains("dead_child_marker"), "{text}");
 }
+
+/// A greenlet resumed through YIELD keeps its older resumer (docs/backtraces.md),
+/// which may have died meanwhile and had its object released. Here X's
+/// resumer G dies (into Y, which then yields to X), G's last handles go, and
+/// 64 greenlets are made and released on top of G's object, so that a
+/// bounded object cache would have handed G's memory back to the allocator.
+/// X's backtrace must still end cleanly at its entry: the trampoline's unwind
+/// information reads G's object, which stays a greenlet object for the
+/// thread's lifetime (`spare.rs`) and now says it is not suspended. Under
+/// Valgrind (test.sh) a read of freed memory by the unwinder fails the run.
+#[test]
+fn a_dead_resumer_is_read_as_a_greenlet_object_and_ends_the_chain() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    type Cell = Rc<RefCell<Option<Greenlet>>>;
+    let (s_cell, x_cell, y_cell): (Cell, Cell, Cell) = Default::default();
+    let g_weak: Rc<RefCell<Option<greenlet::WeakGreenlet>>> = Default::default();
+    let x = Greenlet::new({
+        let y_cell = y_cell.clone();
+        move |_| {
+            let y = y_cell.borrow().clone().unwrap();
+            y.switch(()); // X -> Y by RESUME; back by Y's YIELD
+            frame_names(&Backtrace::force_capture())
+        }
+    });
+    let y = Greenlet::new({
+        let (s_cell, x_cell, g_weak) = (s_cell.clone(), x_cell.clone(), g_weak.clone());
+        move |_| {
+            let g = g_weak.borrow().as_ref().unwrap().upgrade().unwrap();
+            // Y -> G by RESUME; G returns from its switch to X and dies into
+            // its parent, us.
+            assert_eq!(g.switch(()).downcast::<&str>().unwrap(), "g done");
+            drop(g);
+            // S still holds G in its pending switch: let it finish (it dies
+            // into us too), and G has no handle left.
+            let s = s_cell.borrow_mut().take().unwrap();
+            s.switch(());
+            drop(s);
+            // And no weak one either: a weak handle keeps the allocation.
+            let weak = g_weak.borrow_mut().take().unwrap();
+            assert!(weak.upgrade().is_none());
+            drop(weak);
+            let many: Vec<Greenlet> = (0..64).map(|_| Greenlet::new(|_| ())).collect();
+            drop(many.into_iter().rev().collect::<Vec<_>>());
+            let x = x_cell.borrow().clone().unwrap();
+            x.switch(()) // Y -> X by YIELD: X's resumer is still the dead G
+        }
+    });
+    let s = Greenlet::new({
+        let (x_cell, y, g_weak) = (x_cell.clone(), y.clone(), g_weak.clone());
+        move |_| {
+            let g = Greenlet::new(move |_| {
+                let x = x_cell.borrow().clone().unwrap();
+                x.switch(()); // G -> X by RESUME: G becomes X's resumer
+                "g done"
+            });
+            g.set_parent(&y).unwrap();
+            *g_weak.borrow_mut() = Some(g.downgrade());
+            g.switch(());
+        }
+    });
+    s.set_parent(&y).unwrap();
+    *x_cell.borrow_mut() = Some(x.clone());
+    *y_cell.borrow_mut() = Some(y.clone());
+    *s_cell.borrow_mut() = Some(s.clone());
+    let s_started = s.clone();
+    drop(s);
+    let names = s_started.switch(()).downcast::<Vec<String>>().unwrap();
+    assert!(x.is_dead());
+    assert_ends_at_trampoline(&names);
+}

@@ -1,10 +1,28 @@
-//! A per-thread cache of freed greenlet objects ([`Inner`] allocations), so
-//! that creating and dropping greenlets in a loop costs no `malloc`/`free`.
+//! A per-thread store of freed greenlet objects ([`Inner`] allocations), so
+//! that creating and dropping greenlets in a loop costs no `malloc`/`free`,
+//! and so that a greenlet object's memory stays a greenlet object for as
+//! long as its thread lives.
 //!
-//! The cache is small and bounded; what does not fit is freed. Its thread-local
-//! destructor frees what it holds at thread exit, and an object freed after
-//! that goes straight back to the allocator. Under AddressSanitizer nothing is
-//! cached, so that ASan still sees every use after free.
+//! The second is what makes the backtrace continuation safe (SPEC §10,
+//! docs/backtraces.md): the entry trampoline's unwind information follows a
+//! running greenlet's `resumer` to that greenlet's saved frame, checking its
+//! state byte first, and a `resumer` can name a greenlet that has died since
+//! (a YIELD leaves the target's `resumer` as it was). Were the object freed,
+//! an unwinder (libgcc's, gdb's) would read whatever the allocator put there
+//! next, and could follow a garbage stack pointer. Kept here, it reads a
+//! greenlet object: a dead or vacant one (the chain ends), or one reused by a
+//! greenlet that is suspended now (the chain goes on into its real frames:
+//! the wrong greenlet, but real memory). Clearing every `resumer` that names
+//! a dying greenlet instead would need a store on every switch.
+//!
+//! So nothing is freed before the thread exits: the store holds as many
+//! objects as the thread once had alive at the same time (each the size of
+//! `Inner` and its registry links: 112 bytes on x86_64), and its thread-local
+//! destructor frees them at thread exit; an object freed after that goes
+//! straight back to the allocator (nothing runs on that thread's greenlets
+//! any more). Under AddressSanitizer nothing is kept, so that ASan still sees
+//! every use after free (the unwinder is not instrumented, and ASan's
+//! allocator keeps small blocks mapped).
 
 use std::cell::UnsafeCell;
 
@@ -12,32 +30,25 @@ use super::object::Inner;
 use super::registry;
 use crate::stack::sanitizer;
 
-/// How many freed greenlet objects a thread keeps for reuse.
-const CAPACITY: usize = 16;
-
-/// Whether objects are cached at all.
+/// Whether objects are kept at all.
 const CACHING: bool = !sanitizer::ACTIVE;
 
 struct Spare {
-    objects: [*mut Inner; CAPACITY],
-    len: usize,
+    objects: Vec<*mut Inner>,
 }
 
 impl Drop for Spare {
     fn drop(&mut self) {
-        for &object in &self.objects[..self.len] {
-            // SAFETY: every cached pointer came from registry::alloc (through
+        for object in self.objects.drain(..) {
+            // SAFETY: every kept pointer came from registry::alloc (through
             // `slot`) and holds no value.
             unsafe { registry::dealloc(object) }; // debugger registry (issue 21)
         }
-        self.len = 0;
     }
 }
 
 thread_local! {
-    static SPARE: UnsafeCell<Spare> = const {
-        UnsafeCell::new(Spare { objects: [std::ptr::null_mut(); CAPACITY], len: 0 })
-    };
+    static SPARE: UnsafeCell<Spare> = const { UnsafeCell::new(Spare { objects: Vec::new() }) };
 }
 
 /// A cached allocation for a greenlet object, or a new one: uninitialised
@@ -48,13 +59,7 @@ pub(crate) fn slot() -> *mut Inner {
     if CACHING {
         // SAFETY: the cache is only touched here and in `free`, neither of
         // which calls out while holding the reference.
-        let cached = SPARE.try_with(|spare| unsafe {
-            let spare = &mut *spare.get();
-            spare.len.checked_sub(1).map(|i| {
-                spare.len = i;
-                spare.objects[i]
-            })
-        });
+        let cached = SPARE.try_with(|spare| unsafe { (*spare.get()).objects.pop() });
         if let Ok(Some(object)) = cached {
             return object;
         }
@@ -62,7 +67,8 @@ pub(crate) fn slot() -> *mut Inner {
     registry::alloc() // debugger registry (issue 21): a slot on this thread's list
 }
 
-/// Keeps or frees the allocation of the greenlet object at `object`.
+/// Keeps the allocation of the greenlet object at `object` for reuse (or
+/// frees it, once the thread's store is gone, or under AddressSanitizer).
 ///
 /// # Safety
 /// `object` must come from [`slot`], hold a
@@ -75,17 +81,11 @@ pub(crate) unsafe fn free(object: *mut Inner) {
     unsafe { registry::vacate(object) };
     if CACHING {
         // SAFETY: as in `slot`.
-        let kept = SPARE.try_with(|spare| unsafe {
-            let spare = &mut *spare.get();
-            if spare.len < CAPACITY {
-                spare.objects[spare.len] = object;
-                spare.len += 1;
-                true
-            } else {
-                false
-            }
-        });
-        if kept == Ok(true) {
+        // (A push that must grow the vector allocates: that is `Vec`'s
+        // amortised doubling, and only when the thread has more dead
+        // objects than ever before.)
+        let kept = SPARE.try_with(|spare| unsafe { (*spare.get()).objects.push(object) });
+        if kept.is_ok() {
             return;
         }
     }

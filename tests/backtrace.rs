@@ -15,6 +15,9 @@ use greenlet::{Greenlet, Value};
 
 #[path = "support/child.rs"]
 mod child;
+#[path = "support/continuation.rs"]
+mod continuation;
+use continuation::CONTINUES;
 
 /// Function names of the frames of a captured backtrace, innermost first.
 fn frame_names(bt: &Backtrace) -> Vec<String> {
@@ -41,20 +44,6 @@ const MAIN_STACK_ONLY: &[&str] = &[
     "clone",
     "thread_start",
 ];
-
-/// Whether this target's trampoline describes the resumer's frame as its
-/// caller (docs/backtraces.md has the table); elsewhere every backtrace in a
-/// greenlet ends at its trampoline.
-const CONTINUES: bool = cfg!(all(
-    any(
-        target_arch = "x86_64",
-        target_arch = "x86",
-        target_arch = "aarch64",
-        target_arch = "powerpc64",
-        target_arch = "riscv64"
-    ),
-    not(windows)
-));
 
 /// The frames split after each trampoline: the greenlet's own frames (ending
 /// with the trampoline), then each resumer's, the last one the thread's own

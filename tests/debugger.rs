@@ -16,6 +16,8 @@ use greenlet::{Greenlet, WeakGreenlet};
 
 #[path = "support/child.rs"]
 mod child;
+#[path = "support/continuation.rs"]
+mod continuation;
 
 /// The breakpoint, called in the running greenlet.
 #[no_mangle]
@@ -342,16 +344,7 @@ fn check(text: &str, what: &str) {
     // Then, where the trampoline's CFI goes on (docs/backtraces.md), the
     // boundary and main's frames, suspended in its switch to 6; elsewhere the
     // trampoline ends it.
-    if cfg!(all(
-        any(
-            target_arch = "x86_64",
-            target_arch = "x86",
-            target_arch = "aarch64",
-            target_arch = "powerpc64",
-            target_arch = "riscv64"
-        ),
-        not(windows)
-    )) {
+    if continuation::CONTINUES {
         let boundary = position(&running, "<signal handler called>");
         assert!(
             boundary.is_some_and(|b| position(&running, "running_greenlet").unwrap() < b

@@ -44,14 +44,34 @@
  *   void *GREENLET_INIT(void *top, entry_fn entry, usize arg)   (a C function)
  *       a0 = 16-aligned top of a fresh stack, a1 = entry, a2 = arg; writes
  *       below `top` a frame shaped like a suspended one, whose resume address
- *       is GREENLET_ENTRY, and returns its stack pointer.
+ *       is GREENLET_ENTRY, and returns its stack pointer. Also writes the
+ *       chain-end word at top + 8 (below).
  *
  *   GREENLET_ENTRY
  *       the first code on every new stack, reached by either entry's exit. It
  *       sets ra to an address inside itself and jumps to entry(a, b, c, arg)
  *       (a0, a1, a2 from the switch, arg in a3) through t0: a jump, not a
  *       `jirl $ra` call, so that the predictor holds no entry that no return
- *       will ever pop. entry never returns.
+ *       will ever pop. entry never returns. It runs with sp = top, where
+ *       init_stack (src/arch/mod.rs) put the link area, and its CFI goes on
+ *       into the greenlet whose RESUME into this one is pending (SPEC section
+ *       10), as asm/x86_64.S describes: CFA = the resumer's saved sp +
+ *       FRAME_BYTES, its ra, fp, s8 from its saved frame, when its state byte
+ *       says suspended; else CFA = top + END_CFA, whose ra is the chain-end
+ *       word, one instruction into GREENLET_ENTRY_no_resumer (which ends the
+ *       walk).
+ *
+ *       A new stack, as init_stack and GREENLET_INIT leave it:
+ *
+ *        |  the closure (src/greenlet/builder.rs)                  |
+ *        +---------------------------------------------------------+
+ *   +24  |  0 (the state byte when the area stands in for a record) |
+ *   +16  |  0 (the resumer of the record at top + 8)                |
+ *    +8  |  chain-end word: 5f, in GREENLET_ENTRY_no_resumer        |  (INIT)
+ *   top  |  link word: the greenlet's record, or top + 8            |  <- sp in GREENLET_ENTRY
+ *        +---------------------------------------------------------+
+ *        |  initial frame (the table below)                         |
+ *        +---------------------------------------------------------+
  *
  * Saved frame (what the stored stack pointer points at while a context is
  * suspended). Both builds use the same 32 bytes: three registers take 24 and
@@ -123,6 +143,27 @@
 #define DW_FP 22
 #define DW_S8 31
 
+/* The switch record of the greenlet core (src/arch/mod.rs, `link`), which
+   the trampoline's CFI reads; Rust asserts the core's object matches. */
+#define LINK_SP        0
+#define LINK_RESUMER   8
+#define LINK_STATE     24
+#define LINK_SUSPENDED 1
+#if LINK_SP != 0
+#error "the CFI below reads the saved stack pointer with a bare DW_OP_deref"
+#endif
+/* DWARF expression pieces for GREENLET_ENTRY's CFA (asm/x86_64.S explains
+   them). SP_OP is DW_OP_breg3 (sp) + offset. END_CFA: the CFA with no
+   resumer, whose resume-address slot is the chain-end word at sp + 8. */
+#define END_CFA (8 + FRAME_BYTES - FRAME_RESUME)
+#define SP_OP 0x73
+#define CFI_RESUMER SP_OP, 0, 0x06, 0x23, LINK_RESUMER, 0x06
+#define CFI_RESUMER_OR_AREA CFI_RESUMER, CFI_RESUMER, 0x30, 0x29, SP_OP, 0, 0x1e, 0x22
+/* GREENLET_ENTRY's name with a suffix, for the local end-of-chain symbol. */
+#define PASTE2(a, b) a##b
+#define PASTE(a, b) PASTE2(a, b)
+#define NO_RESUMER PASTE(GREENLET_ENTRY, _no_resumer)
+
 /* The body both entries share: store the resume address (in ra) and fp, s8
    (and FCSR0), store sp to (a3), load a4, and from there load the resumed
    side's resume address into \link (first, so that the load has the most time
@@ -185,6 +226,11 @@ FUNCTION_END(GREENLET_YIELD)
 
 FUNCTION_BEGIN(GREENLET_INIT)
         .cfi_startproc
+        /* The chain-end word, beside the link word that init_stack
+           (src/arch/mod.rs) put at top: where the trampoline's caller
+           returns when there is no suspended resumer. */
+        la.local $t0, 5f
+        st.d    $t0, $a0, 8
         addi.d  $a0, $a0, -FRAME_BYTES
         st.d    $a1, $a0, FRAME_FP      /* fp = entry */
         st.d    $a2, $a0, FRAME_S8      /* s8 = arg */
@@ -205,9 +251,23 @@ FUNCTION_END(GREENLET_INIT)
 
 FUNCTION_BEGIN(GREENLET_ENTRY)
         .cfi_startproc
-        /* Bottom of every greenlet stack: there is no caller. Marking the return
-           address undefined makes unwinders, backtraces and gdb stop here. */
-        .cfi_undefined DW_RA
+        /* The caller of the bottom frame is the greenlet that resumed this one
+           (SPEC section 10); asm/x86_64.S explains the expression, which is
+           the same here with loongarch64's sp and frame. */
+        .cfi_signal_frame
+        .cfi_escape 0x0f, 54                    /* DW_CFA_def_cfa_expression */
+        .cfi_escape SP_OP, END_CFA              /* the CFA with no resumer */
+        .cfi_escape CFI_RESUMER_OR_AREA         /* R' */
+        .cfi_escape 0x23, LINK_STATE, 0x06      /* DW_OP_plus_uconst, DW_OP_deref */
+        .cfi_escape 0x08, 0xff, 0x1a            /* DW_OP_const1u 0xff, DW_OP_and: the state byte */
+        .cfi_escape 0x30 + LINK_SUSPENDED, 0x29 /* DW_OP_lit<SUSPENDED>, DW_OP_eq: ok */
+        .cfi_escape CFI_RESUMER_OR_AREA         /* R' */
+        .cfi_escape 0x06, 0x23, FRAME_BYTES     /* DW_OP_deref: its saved sp; + the frame */
+        .cfi_escape SP_OP, END_CFA, 0x1c        /* - (sp + END_CFA) */
+        .cfi_escape 0x1e, 0x22                  /* DW_OP_mul by ok, DW_OP_plus */
+        .cfi_offset DW_RA, FRAME_RESUME - FRAME_BYTES
+        .cfi_offset DW_FP, FRAME_FP - FRAME_BYTES
+        .cfi_offset DW_S8, FRAME_S8 - FRAME_BYTES
         move    $t0, $fp                /* entry, from the initial frame */
         move    $a3, $s8                /* arg, the fourth argument */
         move    $fp, $zero              /* ends frame-pointer chains */
@@ -216,5 +276,19 @@ FUNCTION_BEGIN(GREENLET_ENTRY)
 3:      break   0
         .cfi_endproc
 FUNCTION_END(GREENLET_ENTRY)
+
+/* The caller the trampoline names when the chain ends (asm/x86_64.S says
+   why it exists). Never run; its return address is undefined. Local; the
+   stored address is one instruction in, as symbolizers look up a return
+   address minus one. */
+        .p2align 2
+        .type   NO_RESUMER, @function
+NO_RESUMER:
+        .cfi_startproc
+        .cfi_undefined DW_RA
+        nop
+5:      break   0
+        .cfi_endproc
+        .size   NO_RESUMER, .-NO_RESUMER
 
         GNU_STACK_NOTE

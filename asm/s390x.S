@@ -46,19 +46,35 @@
  *
  *   void *GREENLET_INIT(void *top, entry_fn entry, usize arg)   (a C function)
  *       r2 = 16-aligned top of a fresh stack, r3 = entry, r4 = arg; writes
- *       entry and arg in the 16 bytes below `top`, and below them a frame
- *       shaped like a suspended one, whose resume address is GREENLET_ENTRY,
- *       and returns its stack pointer. (Only one register, r11, is saved in
- *       the frame, too few to carry both words; the two above it are read by
- *       the entry like the suspended side's own frame would be.)
+ *       entry and arg in the 16 bytes below `top`, below them the 160-byte
+ *       register save area that entry's caller provides (back chain 0), and
+ *       below that a frame shaped like a suspended one, whose resume address
+ *       is GREENLET_ENTRY, and returns its stack pointer. (Only one register,
+ *       r11, is saved in the frame, too few to carry both words; the two above
+ *       the save area are read by the entry like the suspended side's own
+ *       frame would be.) Also writes the chain-end word at top + 8 (below).
  *
  *   GREENLET_ENTRY
  *       the first code on every new stack, reached by either entry's exit. It
- *       allocates the 160-byte register save area every caller provides, with
- *       a zero back chain, and enters entry(a, b, c, arg) (r2, r3, r4 from the
- *       switch, arg in r5) by loading r14 with a trap inside this routine
- *       (`larl`) and branching with `br`: not `basr`, so that no call is
- *       recorded that no return will ever match. entry never returns.
+ *       runs with r15 = top - 176, on the save area GREENLET_INIT laid out
+ *       (so r15 never moves in it and its CFI holds at every instruction),
+ *       and enters entry(a, b, c, arg) (r2, r3, r4 from the switch, arg in r5)
+ *       by loading r14 with a trap inside this routine (`larl`) and branching
+ *       with `br`: not `basr`, so that no call is recorded that no return will
+ *       ever match. entry never returns. Its CFI goes on into the greenlet
+ *       whose RESUME into this one is pending (SPEC section 10), as
+ *       asm/x86_64.S describes, with the ABI's CFA, which is the stack pointer
+ *       + 160: CFA = the resumer's saved r15 + FRAME_BYTES + 160, its r14 and
+ *       r11 from its saved frame, when its state byte says suspended; else
+ *       CFA = r15 + 176 + END_CFA, whose r14 is the chain-end word, one
+ *       instruction into GREENLET_ENTRY_no_resumer (which ends the walk).
+ *       The 176 is the link area's distance above the trampoline's r15: the
+ *       save area and the entry and arg words. Two more differences from the
+ *       other CPUs: the caller's r15 gets a rule of its own, CFA - 160, since
+ *       unwinders take it from where a callee saved it and the switch saves
+ *       it nowhere (without the rule the walk goes on with this greenlet's
+ *       r15 and faults); and the state byte, first in its word, is the
+ *       word's top byte on this big-endian CPU (a shift, not a mask).
  *
  * Saved frame (what the stored stack pointer points at while a context is
  * suspended); F is 8 with GREENLET_FP_CONTROL and 0 without. It is a frame of
@@ -77,9 +93,11 @@
  *    +16     4    FPC (control bits used)             the creator's FPC
  *    +20     4    padding                             0
  *   always:
- *   16+F          the suspended side's own frames     entry function
- *   24+F                                              entry argument
- *   32+F                                              top of the stack (16-aligned)
+ *   16+F          the suspended side's own frames     entry's register save area
+ *                                                     (160 bytes, back chain 0)
+ *  176+F                                              entry function
+ *  184+F                                              entry argument
+ *  192+F                                              top: the link area (below)
  *
  * Stack picture during a switch from A to B (higher addresses at the top; both
  * stacks grow downward):
@@ -94,8 +112,25 @@
  *      +-------------------------------------+  +--------------------------+
  *        ^ stored to (r5)                         ^ r1
  *
- * GREENLET_ENTRY runs with r15 = top - 16 (entry and arg at 0 and 8) and
- * gives entry r15 = top - 176, 16-aligned like every other port's.
+ * A new stack, as init_stack and GREENLET_INIT leave it:
+ *
+ *        |  the closure (src/greenlet/builder.rs)                  |
+ *        +---------------------------------------------------------+
+ *   +24  |  0 (the state byte when the area stands in for a record) |
+ *   +16  |  0 (the resumer of the record at top + 8)                |
+ *    +8  |  chain-end word: 5f, in GREENLET_ENTRY_no_resumer        |  (INIT)
+ *   top  |  link word: the greenlet's record, or top + 8            |
+ *        +---------------------------------------------------------+
+ *   -8   |  entry argument                                          |
+ *  -16   |  entry function                                          |
+ *        +---------------------------------------------------------+
+ *        |  entry's register save area (160 bytes, back chain 0)    |  <- r15 in GREENLET_ENTRY
+ *        +---------------------------------------------------------+
+ *        |  initial frame (the table above)                         |
+ *        +---------------------------------------------------------+
+ *
+ * GREENLET_ENTRY thus gives entry r15 = top - 176, 16-aligned like every
+ * other port's.
  *
  * Why this shape: on x86_64 (asm/x86_64.S has the numbers, issue 22) the
  * call-in/jump-out + jump-in/return-out pair with the callee-saved registers
@@ -118,7 +153,9 @@
  * once the frame is allocated; the resume address (r14) and r11 are
  * described at their slots, so a debugger or profiler stopped inside a switch
  * walks on to the asm! site's function. The description stays true across the
- * swap because the resumed frame has the same layout.
+ * swap because the resumed frame has the same layout. GREENLET_ENTRY's CFA
+ * for a suspended resumer is that same CFA, the one its switch had when it
+ * stored its r15, so an unwinder goes on from it as from the switch itself.
  */
 
 #include "platform.h"
@@ -132,12 +169,48 @@
 #define FRAME_RESUME 8
 #define FRAME_FPC    16         /* fp-control only */
 #define FRAME_BYTES  (16 + F)
-/* Above the initial frame: what GREENLET_ENTRY reads. */
+/* Above entry's save area, under the link area: what GREENLET_ENTRY reads. */
 #define START_ENTRY  0
 #define START_ARG    8
 #define START_BYTES  16
 /* The register save area a caller provides its callee. */
 #define SAVE_AREA    160
+/* The ABI's CFA: the stack pointer at the call + 160 (the CIE's r15 + 160). */
+#define CFA_SP       160
+
+/* The switch record of the greenlet core (src/arch/mod.rs, `link`), which
+   the trampoline's CFI reads; Rust asserts the core's object matches. */
+#define LINK_SP        0
+#define LINK_RESUMER   8
+#define LINK_STATE     24
+#define LINK_SUSPENDED 1
+#if LINK_SP != 0
+#error "the CFI below reads the saved stack pointer with a bare DW_OP_deref"
+#endif
+/* DWARF expression pieces for GREENLET_ENTRY's CFA (asm/x86_64.S explains
+   them). The trampoline's r15 is TOP_SP below the link area (the save area,
+   the entry and arg words): TOP0 is DW_OP_breg15 (r15) + TOP_SP, the link
+   area. END_CFA: the CFA with no resumer, from top, whose r14 slot is the
+   chain-end word at top + 8; TOP_END is DW_OP_breg15 + TOP_SP + END_CFA.
+   RESUMER_CFA: from a resumer's saved r15 to its CFA. Each offset is over
+   127 and takes two bytes of LEB128, positive in the signed form too. */
+#define TOP_SP      (START_BYTES + SAVE_AREA)
+#define END_CFA     (8 + CFA_SP + FRAME_BYTES - FRAME_RESUME)
+#define RESUMER_CFA (FRAME_BYTES + CFA_SP)
+#if TOP_SP < 128 || TOP_SP + END_CFA >= 8192 || RESUMER_CFA < 128 || RESUMER_CFA >= 8192
+#error "LEB2 encodes offsets of 128 to 8191 only"
+#endif
+#define LEB2(x) (((x) & 0x7f) | 0x80), ((x) >> 7)
+#define SP_OP 0x7f
+#define TOP0 SP_OP, LEB2(TOP_SP)
+#define TOP_END SP_OP, LEB2(TOP_SP + END_CFA)
+#define CFI_RESUMER TOP0, 0x06, 0x23, LINK_RESUMER, 0x06
+#define CFI_RESUMER_OR_AREA CFI_RESUMER, CFI_RESUMER, 0x30, 0x29, TOP0, 0x1e, 0x22
+/* GREENLET_ENTRY's name with a suffix, for the local end-of-chain symbol. */
+#define PASTE2(a, b) a##b
+#define PASTE(a, b) PASTE2(a, b)
+#define NO_RESUMER PASTE(GREENLET_ENTRY, _no_resumer)
+
 /* FPC status, the thread's: the IEEE flags (byte 1) and the DXC (byte 2).
    FPC control, per greenlet: the IEEE masks (byte 0), the rounding modes
    (byte 3). */
@@ -202,10 +275,16 @@ FUNCTION_END(GREENLET_YIELD)
 
 FUNCTION_BEGIN(GREENLET_INIT)
         .cfi_startproc
-        aghi    %r2, -(START_BYTES + FRAME_BYTES)       /* the frame, and the result */
-        stg     %r3, FRAME_BYTES + START_ENTRY(%r2)
-        stg     %r4, FRAME_BYTES + START_ARG(%r2)
+        /* The chain-end word, beside the link word that init_stack
+           (src/arch/mod.rs) put at top: where the trampoline's caller
+           returns when there is no suspended resumer. */
+        larl    %r1, 5f
+        stg     %r1, 8(%r2)
+        aghi    %r2, -(START_BYTES + SAVE_AREA + FRAME_BYTES)   /* the frame, and the result */
+        stg     %r3, FRAME_BYTES + SAVE_AREA + START_ENTRY(%r2)
+        stg     %r4, FRAME_BYTES + SAVE_AREA + START_ARG(%r2)
         lghi    %r0, 0
+        stg     %r0, FRAME_BYTES(%r2)   /* entry's back chain ends here */
         stg     %r0, FRAME_R11(%r2)
         larl    %r1, GREENLET_ENTRY
         stg     %r1, FRAME_RESUME(%r2)
@@ -221,20 +300,49 @@ FUNCTION_END(GREENLET_INIT)
 
 FUNCTION_BEGIN(GREENLET_ENTRY)
         .cfi_startproc
-        /* Bottom of every greenlet stack: there is no caller. Marking the return
-           address undefined makes unwinders, backtraces and gdb stop here. */
-        .cfi_undefined %r14
-        /* r2, r3, r4 = the words of the first switch; r15 = top - 16 */
-        lg      %r1, START_ENTRY(%r15)
-        lg      %r5, START_ARG(%r15)    /* arg, the fourth argument */
-        aghi    %r15, -SAVE_AREA        /* entry's register save area */
-        .cfi_adjust_cfa_offset SAVE_AREA
-        lghi    %r0, 0
-        stg     %r0, 0(%r15)            /* back chain ends here */
+        /* The caller of the bottom frame is the greenlet that resumed this one
+           (SPEC section 10); asm/x86_64.S explains the expression, which is
+           the same here with s390x's r15, save area and frame, and its CFA
+           160 above the stack pointer. */
+        .cfi_signal_frame
+        .cfi_escape 0x0f, 63                    /* DW_CFA_def_cfa_expression */
+        .cfi_escape TOP_END                     /* the CFA with no resumer */
+        .cfi_escape CFI_RESUMER_OR_AREA         /* R' */
+        .cfi_escape 0x23, LINK_STATE, 0x06      /* DW_OP_plus_uconst, DW_OP_deref */
+        .cfi_escape 0x08, 56, 0x25              /* DW_OP_const1u 56, DW_OP_shr: the state byte, */
+                                                /* the word's first byte, its top (big-endian) */
+        .cfi_escape 0x30 + LINK_SUSPENDED, 0x29 /* DW_OP_lit<SUSPENDED>, DW_OP_eq: ok */
+        .cfi_escape CFI_RESUMER_OR_AREA         /* R' */
+        .cfi_escape 0x06, 0x23, LEB2(RESUMER_CFA) /* DW_OP_deref: its saved r15; + the frame and 160 */
+        .cfi_escape TOP_END, 0x1c               /* - (top + END_CFA) */
+        .cfi_escape 0x1e, 0x22                  /* DW_OP_mul by ok, DW_OP_plus */
+        .cfi_offset %r14, FRAME_RESUME - RESUMER_CFA
+        .cfi_offset %r11, FRAME_R11 - RESUMER_CFA
+        /* The caller's r15 is the CFA - 160: said outright, since it is saved
+           nowhere (a called function saves its r15 in its caller's save area,
+           which is where unwinders find it; a switch keeps it in the record). */
+        .cfi_val_offset %r15, -CFA_SP
+        /* r2, r3, r4 = the words of the first switch; r15 = top - 176 */
+        lg      %r1, SAVE_AREA + START_ENTRY(%r15)
+        lg      %r5, SAVE_AREA + START_ARG(%r15)        /* arg, the fourth argument */
         larl    %r14, 2f                /* a return address inside this routine */
         br      %r1                     /* entry(a, b, c, arg), never returns */
 2:      .word   0                       /* illegal instruction: entry returned */
         .cfi_endproc
 FUNCTION_END(GREENLET_ENTRY)
+
+/* The caller the trampoline names when the chain ends (asm/x86_64.S says
+   why it exists). Never run; its return address is undefined. Local; the
+   stored address is one instruction in, as symbolizers look up a return
+   address minus one. */
+        .p2align 3
+        .type   NO_RESUMER, @function
+NO_RESUMER:
+        .cfi_startproc
+        .cfi_undefined %r14
+        nopr    %r7
+5:      .word   0                       /* illegal instruction */
+        .cfi_endproc
+        .size   NO_RESUMER, .-NO_RESUMER
 
         GNU_STACK_NOTE

@@ -9,8 +9,10 @@ pub const CONTINUES: bool = cfg!(all(
         target_arch = "x86_64",
         target_arch = "x86",
         target_arch = "aarch64",
+        target_arch = "loongarch64",
         target_arch = "powerpc64",
-        target_arch = "riscv64"
+        target_arch = "riscv64",
+        target_arch = "s390x"
     ),
     not(windows)
 ));

@@ -74,9 +74,9 @@ pub(crate) use cpu::{resume, yield_to};
 pub(crate) use cpu::{resume_forgetting_one, FORGOTTEN_CLOBBER};
 
 /// The three words a switch carries (a value of up to two words and the word
-/// that says what it is), in registers both ways: the call site loads them
-/// into the routine's argument registers and the resumed side finds them in
-/// the same registers. They are plain initialised words: a value whose bytes
+/// that says what it is), in registers both ways: the call site binds them
+/// to the routine's argument registers (`inout` operands) and the resumed side
+/// finds them in the same registers. They are plain initialised words: a value whose bytes
 /// may hold uninitialised padding is frozen into words before it gets here
 /// ([`freeze_pair`]), since Rust may not put such bytes in a register.
 #[derive(Clone, Copy)]

@@ -57,8 +57,9 @@ thread_local! {
 #[inline]
 pub(crate) fn slot() -> *mut Inner {
     if CACHING {
-        // SAFETY: the cache is only touched here and in `free`, neither of
-        // which calls out while holding the reference.
+        // SAFETY: the store is only touched here and in `free`; while either
+        // holds the reference, nothing runs that could touch it again (a
+        // push may call the allocator, which knows nothing of greenlets).
         let cached = SPARE.try_with(|spare| unsafe { (*spare.get()).objects.pop() });
         if let Ok(Some(object)) = cached {
             return object;
@@ -80,10 +81,9 @@ pub(crate) unsafe fn free(object: *mut Inner) {
     // SAFETY: per the contract. Debugger registry (issue 21): no greenlet here now.
     unsafe { registry::vacate(object) };
     if CACHING {
-        // SAFETY: as in `slot`.
-        // (A push that must grow the vector allocates: that is `Vec`'s
-        // amortised doubling, and only when the thread has more dead
-        // objects than ever before.)
+        // SAFETY: as in `slot`. (A push that must grow the vector
+        // allocates: `Vec`'s amortised doubling, only when the thread has
+        // more released objects than ever before.)
         let kept = SPARE.try_with(|spare| unsafe { (*spare.get()).objects.push(object) });
         if kept.is_ok() {
             return;

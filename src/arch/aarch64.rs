@@ -21,6 +21,23 @@ use super::{ffi, Transfer};
 /// `adr x30` of the resume label and `b`), `$clobbers` what it declares
 /// clobbered besides its operands.
 macro_rules! switch_site {
+    // A dying context's last switch: never resumed, so nothing is declared
+    // clobbered and nothing comes back. The trap after the resume label is
+    // where a (forbidden) resumption would land.
+    (for_good, $save_sp:expr, $load_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
+     [$($clobbers:tt)*]) => {
+        std::arch::asm!(
+            $($enter,)+
+            "udf #0",
+            $name = sym $routine,
+            in("x0") $wa,
+            in("x1") $wb,
+            in("x2") $wc,
+            in("x3") $save_sp,
+            in("x4") $load_sp,
+            options(noreturn),
+        )
+    };
     ($save_sp:expr, $load_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
      [$($clobbers:tt)*]) => {{
         let (a, b, c): (usize, usize, usize);
@@ -72,6 +89,20 @@ pub(crate) unsafe fn resume(
     }
 }
 
+/// The YIELD site: `[]` for a switch that comes back, `[for_good,]` for a
+/// dying context's last.
+macro_rules! yield_site {
+    ([$($mode:tt)*] $save_sp:expr, $load_sp:expr, $words:tt) => {
+        switch_site!(
+            $($mode)* $save_sp, $load_sp, $words,
+            ["adr x30, 2f", "b {yield_}", "2:"],
+            yield_ = ffi::yield_,
+            [out("x20") _, out("x21") _, out("x22") _, out("x23") _, out("x24") _,
+             out("x25") _, out("x26") _, out("x27") _, out("x28") _, clobber_abi("C"),]
+        )
+    };
+}
+
 /// The same switch through YIELD: for resuming the context whose [`resume`]
 /// is still pending, so that YIELD's `ret` pops the entry that resume's `bl`
 /// pushed on the return-address predictor.
@@ -89,15 +120,25 @@ pub(crate) unsafe fn yield_to(
     // SAFETY: as in `resume`; x30 (clobbered) holds the label after the
     // branch, which the routine stores as our resume address: its `ret`, or
     // a later switch's `br`, lands there with sp as it was.
-    unsafe {
-        switch_site!(
-            save_sp, load_sp, [a, b, c],
-            ["adr x30, 2f", "b {yield_}", "2:"],
-            yield_ = ffi::yield_,
-            [out("x20") _, out("x21") _, out("x22") _, out("x23") _, out("x24") _,
-             out("x25") _, out("x26") _, out("x27") _, out("x28") _, clobber_abi("C"),]
-        )
-    }
+    unsafe { yield_site!([] save_sp, load_sp, [a, b, c]) }
+}
+
+/// [`yield_to`] as a dying context's last switch: never resumed (the
+/// contract in `arch`).
+///
+/// # Safety
+/// As for [`resume`], and the running context must never be resumed.
+#[inline(always)]
+pub(crate) unsafe fn yield_for_good(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> ! {
+    // SAFETY: as in `yield_to`. Nothing after the block runs, so no register
+    // needs keeping: the block may change any.
+    unsafe { yield_site!([for_good,] save_sp, load_sp, [a, b, c]) }
 }
 
 /// Test only: [`resume`] with d15 (v15) missing from the clobber list, for

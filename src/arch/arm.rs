@@ -25,6 +25,23 @@ use super::{ffi, Transfer};
 /// the resume label into lr and a `b`), `$clobbers` the callee-saved registers
 /// declared clobbered beside `clobber_abi("C")`.
 macro_rules! switch_site {
+    // A dying context's last switch: never resumed, so nothing is declared
+    // clobbered and nothing comes back. The trap after the resume label is
+    // where a (forbidden) resumption would land.
+    (for_good, $save_sp:expr, $load_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
+     [$($clobbers:tt)*]) => {
+        std::arch::asm!(
+            $($enter,)+
+            "udf #0",
+            $name = sym $routine,
+            in("r0") $wa,
+            in("r1") $wb,
+            in("r2") $wc,
+            in("r3") $save_sp,
+            in("r4") $load_sp,
+            options(noreturn),
+        )
+    };
     ($save_sp:expr, $load_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
      [$($clobbers:tt)*]) => {{
         let (a, b, c): (usize, usize, usize);
@@ -79,6 +96,30 @@ pub(crate) unsafe fn resume(
     }
 }
 
+/// The YIELD site: `[]` for a switch that comes back, `[for_good,]` for a
+/// dying context's last.
+macro_rules! yield_site {
+    ([$($mode:tt)*] $save_sp:expr, $load_sp:expr, $words:tt) => {
+        switch_site!(
+            $($mode)* $save_sp, $load_sp, $words,
+            [
+                ".pushsection .greenlet.isa_probe, \"\", %progbits",
+                "3: nop",
+                "4:",
+                ".popsection",
+                "adr lr, 2f",
+                ".if 4b - 3b == 2",
+                "orr lr, lr, #1",
+                ".endif",
+                "b {yield_}",
+                "2:"
+            ],
+            yield_ = ffi::yield_,
+            [out("r5") _, out("r8") _, out("r9") _, out("r10") _,]
+        )
+    };
+}
+
 /// The same switch through YIELD: for resuming the context whose [`resume`]
 /// is still pending, so that YIELD's `bx lr` pops the entry that resume's
 /// `bl` pushed on the return-address predictor.
@@ -105,25 +146,25 @@ pub(crate) unsafe fn yield_to(
     // state bit of this code, which is where YIELD stores the resume
     // address: the routine's `bx lr` lands on it, or a later switch's `bx`
     // does, with sp back where it was.
-    unsafe {
-        switch_site!(
-            save_sp, load_sp, [a, b, c],
-            [
-                ".pushsection .greenlet.isa_probe, \"\", %progbits",
-                "3: nop",
-                "4:",
-                ".popsection",
-                "adr lr, 2f",
-                ".if 4b - 3b == 2",
-                "orr lr, lr, #1",
-                ".endif",
-                "b {yield_}",
-                "2:"
-            ],
-            yield_ = ffi::yield_,
-            [out("r5") _, out("r8") _, out("r9") _, out("r10") _,]
-        )
-    }
+    unsafe { yield_site!([] save_sp, load_sp, [a, b, c]) }
+}
+
+/// [`yield_to`] as a dying context's last switch: never resumed (the
+/// contract in `arch`).
+///
+/// # Safety
+/// As for [`resume`], and the running context must never be resumed.
+#[inline(always)]
+pub(crate) unsafe fn yield_for_good(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> ! {
+    // SAFETY: as in `yield_to`. Nothing after the block runs, so no register
+    // needs keeping: the block may change any.
+    unsafe { yield_site!([for_good,] save_sp, load_sp, [a, b, c]) }
 }
 
 /// Test only: [`resume`] with r10 missing from the clobber list, for the ABI

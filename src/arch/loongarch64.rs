@@ -18,6 +18,23 @@ use super::{ffi, Transfer};
 /// or a load of the resume label into ra and a branch), `$clobbers` the
 /// callee-saved registers declared clobbered beside `clobber_abi("C")`.
 macro_rules! switch_site {
+    // A dying context's last switch: never resumed, so nothing is declared
+    // clobbered and nothing comes back. The trap after the resume label is
+    // where a (forbidden) resumption would land.
+    (for_good, $save_sp:expr, $load_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
+     [$($clobbers:tt)*]) => {
+        std::arch::asm!(
+            $($enter,)+
+            "break 0",
+            $name = sym $routine,
+            in("$a0") $wa,
+            in("$a1") $wb,
+            in("$a2") $wc,
+            in("$a3") $save_sp,
+            in("$a4") $load_sp,
+            options(noreturn),
+        )
+    };
     ($save_sp:expr, $load_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
      [$($clobbers:tt)*]) => {{
         let (a, b, c): (usize, usize, usize);
@@ -73,6 +90,22 @@ pub(crate) unsafe fn resume(
     }
 }
 
+/// The YIELD site: `[]` for a switch that comes back, `[for_good,]` for a
+/// dying context's last.
+macro_rules! yield_site {
+    ([$($mode:tt)*] $save_sp:expr, $load_sp:expr, $words:tt) => {
+        switch_site!(
+            $($mode)* $save_sp, $load_sp, $words,
+            ["pcaddi $ra, 2", "b {yield_}", "2:"],
+            yield_ = ffi::yield_,
+            [out("$s0") _, out("$s1") _, out("$s2") _, out("$s3") _,
+             out("$s4") _, out("$s5") _, out("$s6") _, out("$s7") _,
+             out("$fs0") _, out("$fs1") _, out("$fs2") _, out("$fs3") _,
+             out("$fs4") _, out("$fs5") _, out("$fs6") _, out("$fs7") _,]
+        )
+    };
+}
+
 /// The same switch through YIELD: for resuming the context whose [`resume`]
 /// is still pending, so that YIELD's return pops the entry that resume's call
 /// pushed on the return-address predictor.
@@ -91,17 +124,25 @@ pub(crate) unsafe fn yield_to(
     // pc + 2 instructions), which the routine stores where the frame keeps
     // the resume address, and its return lands on it or a later switch jumps
     // to it, with sp unchanged. `b` links nothing: no predictor push.
-    unsafe {
-        switch_site!(
-            save_sp, load_sp, [a, b, c],
-            ["pcaddi $ra, 2", "b {yield_}", "2:"],
-            yield_ = ffi::yield_,
-            [out("$s0") _, out("$s1") _, out("$s2") _, out("$s3") _,
-             out("$s4") _, out("$s5") _, out("$s6") _, out("$s7") _,
-             out("$fs0") _, out("$fs1") _, out("$fs2") _, out("$fs3") _,
-             out("$fs4") _, out("$fs5") _, out("$fs6") _, out("$fs7") _,]
-        )
-    }
+    unsafe { yield_site!([] save_sp, load_sp, [a, b, c]) }
+}
+
+/// [`yield_to`] as a dying context's last switch: never resumed (the
+/// contract in `arch`).
+///
+/// # Safety
+/// As for [`resume`], and the running context must never be resumed.
+#[inline(always)]
+pub(crate) unsafe fn yield_for_good(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> ! {
+    // SAFETY: as in `yield_to`. Nothing after the block runs, so no register
+    // needs keeping: the block may change any.
+    unsafe { yield_site!([for_good,] save_sp, load_sp, [a, b, c]) }
 }
 
 /// Test only: [`resume`] with s7 missing from the clobber list, for the ABI

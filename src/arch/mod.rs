@@ -11,6 +11,14 @@
 //!   [`resume`] is still pending pairs every return with its call, which the
 //!   CPU's return-address predictor then gets right. Either entry resumes a
 //!   context that either suspended: the choice is speed, never behaviour.
+//! * A context that dies leaves through YIELD for good ([`yield_for_good`]):
+//!   the same routine, entered by the same template, from an `asm!` block
+//!   that never returns and so declares nothing clobbered. The greenlet's
+//!   bottom Rust frame can then hold its death's switch without saving
+//!   every callee-saved register for the greenlet's whole life, and the
+//!   death needs no call of its own: a frame called for it would leave its
+//!   return address on top of the predictor, and YIELD's return, which
+//!   pairs with the parent's RESUME, would be mispredicted on every death.
 //! * The `asm!` call sites (one module per CPU, `src/arch/<cpu>.rs`) declare
 //!   clobbered every register Rust lets them name, so the compiler keeps
 //!   across a switch only what is live; the `.S` saves only what `asm!` cannot
@@ -69,7 +77,7 @@ macro_rules! freeze_pair_with {
 #[cfg_attr(target_arch = "s390x", path = "s390x.rs")]
 mod cpu;
 
-pub(crate) use cpu::{resume, yield_to};
+pub(crate) use cpu::{resume, yield_for_good, yield_to};
 #[cfg(test)]
 pub(crate) use cpu::{resume_forgetting_one, FORGOTTEN_CLOBBER};
 

@@ -18,6 +18,23 @@ use super::{ffi, Transfer};
 /// can name is declared clobbered here, but r29, which comes in `$r29`: the
 /// real sites pass it, the ABI test's forgetful one does not.
 macro_rules! switch_site {
+    // A dying context's last switch: never resumed, so nothing is declared
+    // clobbered and nothing comes back. The trap after the resume label is
+    // where a (forbidden) resumption would land.
+    (for_good, $save_sp:expr, $load_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
+     [$($clobbers:tt)*]) => {
+        std::arch::asm!(
+            $($enter,)+
+            "trap",
+            $name = sym $routine,
+            in("r3") $wa,
+            in("r4") $wb,
+            in("r5") $wc,
+            in("r6") $save_sp,
+            in("r7") $load_sp,
+            options(noreturn),
+        )
+    };
     ($save_sp:expr, $load_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
      [$($r29:tt)*]) => {{
         let (a, b, c): (usize, usize, usize);
@@ -81,6 +98,26 @@ pub(crate) unsafe fn resume(
     }
 }
 
+/// The YIELD site: `[]` for a switch that comes back, `[for_good,]` for a
+/// dying context's last.
+macro_rules! yield_site {
+    ([$($mode:tt)*] $save_sp:expr, $load_sp:expr, $words:tt) => {
+        switch_site!(
+            $($mode)* $save_sp, $load_sp, $words,
+            [
+                "bcl 20, 31, 2f",
+                "2: mflr %r12",
+                "addi %r12, %r12, 3f - 2b",
+                "mtlr %r12",
+                "b {yield_}",
+                "3:"
+            ],
+            yield_ = ffi::yield_,
+            [out("r29") _,]
+        )
+    };
+}
+
 /// The same switch through YIELD: for resuming the context whose [`resume`]
 /// is still pending, so that YIELD's `blr` pops the link-stack entry that
 /// resume's `bl` pushed. LR is loaded with the resume label by `bcl 20,31,$+4`
@@ -99,21 +136,25 @@ pub(crate) unsafe fn yield_to(
     // SAFETY: as in `resume`; LR holds the label after the branch, which the
     // routine stores as our resume address: its `blr` lands there or a later
     // switch branches there, with r1 back where it was.
-    unsafe {
-        switch_site!(
-            save_sp, load_sp, [a, b, c],
-            [
-                "bcl 20, 31, 2f",
-                "2: mflr %r12",
-                "addi %r12, %r12, 3f - 2b",
-                "mtlr %r12",
-                "b {yield_}",
-                "3:"
-            ],
-            yield_ = ffi::yield_,
-            [out("r29") _,]
-        )
-    }
+    unsafe { yield_site!([] save_sp, load_sp, [a, b, c]) }
+}
+
+/// [`yield_to`] as a dying context's last switch: never resumed (the
+/// contract in `arch`).
+///
+/// # Safety
+/// As for [`resume`], and the running context must never be resumed.
+#[inline(always)]
+pub(crate) unsafe fn yield_for_good(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> ! {
+    // SAFETY: as in `yield_to`. Nothing after the block runs, so no register
+    // needs keeping: the block may change any.
+    unsafe { yield_site!([for_good,] save_sp, load_sp, [a, b, c]) }
 }
 
 /// Test only: [`resume`] with r29 missing from the clobber list, for the ABI

@@ -18,6 +18,23 @@ use super::{ffi, Transfer};
 /// register `asm!` can name is declared clobbered here, but f15, which comes
 /// in `$f15`: the real sites pass it, the ABI test's forgetful one does not.
 macro_rules! switch_site {
+    // A dying context's last switch: never resumed, so nothing is declared
+    // clobbered and nothing comes back. The trap after the resume label is
+    // where a (forbidden) resumption would land.
+    (for_good, $save_sp:expr, $load_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
+     [$($clobbers:tt)*]) => {
+        std::arch::asm!(
+            $($enter,)+
+            "j .+2",
+            $name = sym $routine,
+            in("r2") $wa,
+            in("r3") $wb,
+            in("r4") $wc,
+            in("r5") $save_sp,
+            in("r1") $load_sp,
+            options(noreturn),
+        )
+    };
     ($save_sp:expr, $load_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
      [$($f15:tt)*]) => {{
         let (a, b, c): (usize, usize, usize);
@@ -74,6 +91,19 @@ pub(crate) unsafe fn resume(
     }
 }
 
+/// The YIELD site: `[]` for a switch that comes back, `[for_good,]` for a
+/// dying context's last.
+macro_rules! yield_site {
+    ([$($mode:tt)*] $save_sp:expr, $load_sp:expr, $words:tt) => {
+        switch_site!(
+            $($mode)* $save_sp, $load_sp, $words,
+            ["larl %r14, 2f", "jg {yield_}", "2:"],
+            yield_ = ffi::yield_,
+            [out("f15") _,]
+        )
+    };
+}
+
 /// The same switch through YIELD: for resuming the context whose [`resume`]
 /// is still pending, so that YIELD's `br %r14` returns to what resume's
 /// `brasl` called from.
@@ -91,14 +121,25 @@ pub(crate) unsafe fn yield_to(
     // SAFETY: as in `resume`; r14 holds the label after the jump, which the
     // routine stores as our resume address: its return lands there or a
     // later switch branches there, with r15 back where it was.
-    unsafe {
-        switch_site!(
-            save_sp, load_sp, [a, b, c],
-            ["larl %r14, 2f", "jg {yield_}", "2:"],
-            yield_ = ffi::yield_,
-            [out("f15") _,]
-        )
-    }
+    unsafe { yield_site!([] save_sp, load_sp, [a, b, c]) }
+}
+
+/// [`yield_to`] as a dying context's last switch: never resumed (the
+/// contract in `arch`).
+///
+/// # Safety
+/// As for [`resume`], and the running context must never be resumed.
+#[inline(always)]
+pub(crate) unsafe fn yield_for_good(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> ! {
+    // SAFETY: as in `yield_to`. Nothing after the block runs, so no register
+    // needs keeping: the block may change any.
+    unsafe { yield_site!([for_good,] save_sp, load_sp, [a, b, c]) }
 }
 
 /// Test only: [`resume`] with f15 missing from the clobber list, for the ABI

@@ -25,6 +25,23 @@ use super::{ffi, Transfer};
 /// AT&T syntax: LLVM's Intel parser takes no label difference as an
 /// immediate.
 macro_rules! switch_site {
+    // A dying context's last switch: never resumed, so nothing is declared
+    // clobbered and nothing comes back. The trap after the resume label is
+    // where a (forbidden) resumption would land.
+    (for_good, $save_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
+     inout("edi") $load_sp:expr => _,) => {
+        std::arch::asm!(
+            $($enter,)+
+            "ud2",
+            $name = sym $routine,
+            in("eax") $wa,
+            in("edx") $wb,
+            in("ecx") $wc,
+            in("ebx") $save_sp,
+            in("edi") $load_sp,
+            options(att_syntax, noreturn),
+        )
+    };
     ($save_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
      $($load_sp:tt)*) => {{
         let (a, b, c): (usize, usize, usize);
@@ -76,6 +93,19 @@ pub(crate) unsafe fn resume(
     }
 }
 
+/// The YIELD site: `[]` for a switch that comes back, `[for_good,]` for a
+/// dying context's last.
+macro_rules! yield_site {
+    ([$($mode:tt)*] $save_sp:expr, $load_sp:expr, $words:tt) => {
+        switch_site!(
+            $($mode)* $save_sp, $words,
+            ["call 3f", "3:", "addl $(2f - 3b), (%esp)", "jmp {yield_}", "2:"],
+            yield_ = ffi::yield_,
+            inout("edi") $load_sp => _,
+        )
+    };
+}
+
 /// The same switch through YIELD: for resuming the context whose [`resume`]
 /// is still pending, so that YIELD's return pops the entry that resume's call
 /// pushed on the return-address predictor.
@@ -95,14 +125,25 @@ pub(crate) unsafe fn yield_to(
     // keeps the resume address, and the routine's return lands on it or a
     // later switch jumps to it, with the stack pointer back where it was
     // before the call.
-    unsafe {
-        switch_site!(
-            save_sp, [a, b, c],
-            ["call 3f", "3:", "addl $(2f - 3b), (%esp)", "jmp {yield_}", "2:"],
-            yield_ = ffi::yield_,
-            inout("edi") load_sp => _,
-        )
-    }
+    unsafe { yield_site!([] save_sp, load_sp, [a, b, c]) }
+}
+
+/// [`yield_to`] as a dying context's last switch: never resumed (the
+/// contract in `arch`).
+///
+/// # Safety
+/// As for [`resume`], and the running context must never be resumed.
+#[inline(always)]
+pub(crate) unsafe fn yield_for_good(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> ! {
+    // SAFETY: as in `yield_to`. Nothing after the block runs, so no register
+    // needs keeping: the block may change any.
+    unsafe { yield_site!([for_good,] save_sp, load_sp, [a, b, c]) }
 }
 
 /// Test only: [`resume`] with edi missing from the clobber list, for the ABI

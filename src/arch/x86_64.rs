@@ -26,6 +26,23 @@ use super::{ffi, Transfer};
 /// or a push of the resume label and a `jmp`), `$clobbers` the callee-saved
 /// registers declared clobbered beside `clobber_abi("C")`.
 macro_rules! switch_site {
+    // A dying context's last switch: never resumed, so nothing is declared
+    // clobbered and nothing comes back. The trap after the resume label is
+    // where a (forbidden) resumption would land.
+    (for_good, $save_sp:expr, $load_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
+     [$($clobbers:tt)*]) => {
+        std::arch::asm!(
+            $($enter,)+
+            "ud2",
+            $name = sym $routine,
+            in("rdi") $wa,
+            in("rsi") $wb,
+            in("rdx") $wc,
+            in("r8") $save_sp,
+            in("r9") $load_sp,
+            options(noreturn),
+        )
+    };
     ($save_sp:expr, $load_sp:expr, [$wa:expr, $wb:expr, $wc:expr], [$($enter:literal),+], $name:ident = $routine:path,
      [$($clobbers:tt)*]) => {{
         let (a, b, c): (usize, usize, usize);
@@ -95,6 +112,19 @@ pub(crate) unsafe fn resume(
     }
 }
 
+/// The YIELD site: `[]` for a switch that comes back, `[for_good,]` for a
+/// dying context's last.
+macro_rules! yield_site {
+    ([$($mode:tt)*] $save_sp:expr, $load_sp:expr, $words:tt) => {
+        switch_site!(
+            $($mode)* $save_sp, $load_sp, $words,
+            ["lea rax, [rip + 2f]", "push rax", "jmp {yield_}", "2:"],
+            yield_ = ffi::yield_,
+            [out("r12") _, out("r13") _, out("r14") _, out("r15") _,]
+        )
+    };
+}
+
 /// The same switch through YIELD: for resuming the context whose [`resume`]
 /// is still pending, so that YIELD's return pops the entry that resume's call
 /// pushed on the return-address predictor.
@@ -112,14 +142,25 @@ pub(crate) unsafe fn yield_to(
     // SAFETY: as in `resume`; the pushed label is where the frame keeps the
     // resume address, and the routine's return lands on it or a later switch
     // jumps to it, with the stack pointer back where it was before the push.
-    unsafe {
-        switch_site!(
-            save_sp, load_sp, [a, b, c],
-            ["lea rax, [rip + 2f]", "push rax", "jmp {yield_}", "2:"],
-            yield_ = ffi::yield_,
-            [out("r12") _, out("r13") _, out("r14") _, out("r15") _,]
-        )
-    }
+    unsafe { yield_site!([] save_sp, load_sp, [a, b, c]) }
+}
+
+/// [`yield_to`] as a dying context's last switch: never resumed (the
+/// contract in `arch`).
+///
+/// # Safety
+/// As for [`resume`], and the running context must never be resumed.
+#[inline(always)]
+pub(crate) unsafe fn yield_for_good(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> ! {
+    // SAFETY: as in `yield_to`. Nothing after the block runs, so no register
+    // needs keeping: the block may change any.
+    unsafe { yield_site!([for_good,] save_sp, load_sp, [a, b, c]) }
 }
 
 /// Test only: [`resume`] with r15 missing from the clobber list, for the ABI

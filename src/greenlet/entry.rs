@@ -11,7 +11,7 @@ use std::panic::{self, AssertUnwindSafe};
 
 use super::object::{first_live, Inner, State};
 use super::report::{drop_quietly, quietly};
-use super::switch::{death_by_panic, is_value, leave, resumed_message, Message, Record};
+use super::switch::{death_by_panic, is_value, leave_for_good, resumed_message, Message, Record};
 use super::thread;
 use super::value::Value;
 use crate::arch::Transfer;
@@ -85,11 +85,13 @@ fn clear_locals(me: *const Inner) {
 ///
 /// # Safety
 /// As for [`die`].
-// Out of line: the switch's clobber list makes the frame that holds it save
-// every callee-saved register, which `entry`, the bottom frame of every
-// greenlet stack, would otherwise carry for the greenlet's whole life (480
-// bytes of a 3.4 KiB debug frame on powerpc64le).
-#[inline(never)]
+// Inline, in `entry`: a frame called for the death would leave its return
+// address on top of the CPU's return-address predictor, and the death's YIELD
+// returns to the parent's pending RESUME (a mispredicted return on every
+// death: about a third of a create + run + die, docs/benchmarks.md). Its
+// switch declares no clobbers (it never comes back), so `entry`, the bottom
+// frame of every greenlet stack, saves no more registers for it.
+#[inline(always)]
 unsafe fn die_returning(me: *const Inner, result: Value) -> ! {
     // SAFETY: the running greenlet is live.
     let inner = unsafe { &*me };
@@ -101,8 +103,7 @@ unsafe fn die_returning(me: *const Inner, result: Value) -> ! {
                     // The value goes in registers: nothing is left on this
                     // stack for the resumed side to read.
                     // SAFETY: as in `die`.
-                    unsafe { leave(me, parent, result.into_transfer(), None) };
-                    unreachable!("greenlet invariant: a dead greenlet is never resumed")
+                    unsafe { leave_for_good(me, parent, result.into_transfer()) }
                 }
                 Err(own) => inner.stack.set(Some(own)),
             }
@@ -146,8 +147,7 @@ unsafe fn die(me: *const Inner, outcome: Message) -> ! {
     // record's slot stays in place for the thread's lifetime, and its words
     // go in registers, read by nobody before the resumed side. Nothing
     // resumes us again.
-    unsafe { leave(me, parent, Record::words(slot), None) };
-    unreachable!("greenlet invariant: a dead greenlet is never resumed")
+    unsafe { leave_for_good(me, parent, Record::words(slot)) }
 }
 
 /// Marks the running greenlet dead; returns where its death goes (the first

@@ -274,53 +274,87 @@ pub(crate) fn switch_slow(target: *const Inner, mut message: Message) -> Value {
     // (first_live), not running (only `current` runs).
     unsafe { (*current).state.set(State::Suspended) };
     // SAFETY: as above; the record stays on this frame while we are suspended.
-    let got = unsafe { leave(current, live, Record::words(&record), Some(&mut fake)) };
+    let got = unsafe { leave(current, live, Record::words(&record), &mut fake) };
     // SAFETY: the words our pending switch was resumed with.
     deliver(unsafe { resumed_message(got, &mut fake) })
 }
 
-/// The last steps of a slow switch or a death: tells the sanitizer, makes
-/// `target` the running greenlet and switches to it. Returns the words we
-/// are resumed with (never, for a death).
+/// The last steps of a slow switch: tells the sanitizer, makes `target` the
+/// running greenlet and switches to it. Returns the words we are resumed
+/// with.
 ///
 /// # Safety
-/// `current` must be the running greenlet, already marked suspended or dead,
-/// and `target` a resumable greenlet of this thread; what `send` points at
-/// (a record, for a slow switch) must stay valid until the resumed side has
-/// read it.
+/// `current` must be the running greenlet, already marked suspended, and
+/// `target` a resumable greenlet of this thread; what `send` points at (a
+/// record) must stay valid until the resumed side has read it.
 #[inline(always)]
 pub(crate) unsafe fn leave(
     current: *const Inner,
     target: *const Inner,
     send: Transfer,
-    fake: Option<&mut FakeStack>,
+    fake: &mut FakeStack,
 ) -> Transfer {
     // SAFETY: both are live per the contract.
     let (cur, tgt) = unsafe { (&*current, &*target) };
-    // Plain words from here on: for a dying greenlet the sanitizer frees its
-    // stack's fake frames below, and in an unoptimised build a `Transfer`
-    // kept past that point would live in one of them (an aggregate's stack
-    // slot is instrumented, a word's is not).
     let [a, b, c] = send.words;
+    hand_over(tgt, Some(fake));
+    // SAFETY: per the contract; see switch_value.
+    unsafe { arch_switch(cur, tgt, a, b, c) }
+}
+
+/// A death's last switch: makes `target` the running greenlet and switches
+/// to it through YIELD, for good. The block that enters YIELD never returns,
+/// so it declares nothing clobbered, and the dying stack's bottom frame,
+/// which calls this inline, keeps no registers for it (`arch`).
+///
+/// # Safety
+/// `current` must be the running greenlet, already marked dead, with
+/// nothing left on its stack to drop, and `target` a resumable greenlet of
+/// this thread; what `send` points at must stay valid until the resumed side
+/// has read it.
+#[inline(always)]
+pub(crate) unsafe fn leave_for_good(
+    current: *const Inner,
+    target: *const Inner,
+    send: Transfer,
+) -> ! {
+    // SAFETY: both are live per the contract.
+    let (cur, tgt) = unsafe { (&*current, &*target) };
+    // Plain words from here on: the sanitizer frees this stack's fake frames
+    // below, and in an unoptimised build a `Transfer` kept past that point
+    // would live in one of them (an aggregate's stack slot is instrumented,
+    // a word's is not).
+    let [a, b, c] = send.words;
+    // The resumer links (SPEC §10): a death stores null, never the dead
+    // greenlet, whose stack is gone; and it leaves the target's link alone
+    // only when it is what that link already names (the switch a YIELD
+    // pairs with), else clears it, so that a backtrace in the target ends
+    // at its entry.
+    if !std::ptr::eq(cur.resumer.get(), tgt) {
+        tgt.resumer.set(std::ptr::null());
+    }
+    cur.resumer.set(std::ptr::null());
+    let (save_sp, load_sp) = (cur.sp.as_ptr(), tgt.sp.get());
+    hand_over(tgt, None);
+    // SAFETY: `save_sp` is the dead greenlet's own slot, which nobody reads
+    // again; `load_sp` the frame `tgt` saved when it was suspended (it is
+    // resumable, per the contract). Nothing resumes the dead greenlet.
+    unsafe { arch::yield_for_good(save_sp, load_sp, a, b, c) }
+}
+
+/// Makes `tgt` the running greenlet and tells the sanitizer: the last steps
+/// before the assembly switch. `fake` is where the greenlet being left keeps
+/// its fake stack, `None` when it leaves its stack for good.
+#[inline(always)]
+fn hand_over(tgt: &Inner, fake: Option<&mut FakeStack>) {
     let bounds = tgt.stack_bounds();
     tgt.state.set(State::Running);
-    thread::set_current(target);
+    thread::set_current(tgt);
     // A resumable greenlet always has a handle.
     thread::clear_current_unowned();
-    if cur.state.get() == State::Dead && !std::ptr::eq(cur.resumer.get(), tgt) {
-        // A death through RESUME would make the dead greenlet, whose stack
-        // is gone, the target's resumer, which the trampoline's unwind
-        // information follows (SPEC §10). Null instead, so that a backtrace
-        // in the target ends at its entry; and YIELD, which leaves the
-        // target's resumer alone (the choice of entry is speed only).
-        tgt.resumer.set(std::ptr::null());
-        cur.resumer.set(tgt);
-    }
     // Last before the switch: for a dying greenlet this frees its fake stack
     // under AddressSanitizer, and nothing may use that stack afterwards.
     sanitizer::start_switch(fake, bounds);
-    // SAFETY: per the contract; see switch_value.
-    unsafe { arch_switch(cur, tgt, a, b, c) }
 }
 
 /// A switch or throw into a dead greenlet goes to its first live ancestor

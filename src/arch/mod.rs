@@ -75,11 +75,32 @@ macro_rules! freeze_pair_with {
 #[cfg_attr(target_arch = "loongarch64", path = "loongarch64.rs")]
 #[cfg_attr(target_arch = "powerpc64", path = "powerpc64.rs")]
 #[cfg_attr(target_arch = "s390x", path = "s390x.rs")]
+#[macro_use] // its `yield_site!`, for `yield_for_good`
 mod cpu;
 
-pub(crate) use cpu::{resume, yield_for_good, yield_to};
+pub(crate) use cpu::{resume, yield_to};
 #[cfg(test)]
 pub(crate) use cpu::{resume_forgetting_one, FORGOTTEN_CLOBBER};
+
+/// [`yield_to`] as a dying context's last switch, never resumed: the CPU's
+/// YIELD site (its `yield_site!`) in a block that never returns, with its
+/// operands as inputs and nothing declared clobbered.
+///
+/// # Safety
+/// As for [`resume`], and the running context must never be resumed.
+#[inline(always)]
+pub(crate) unsafe fn yield_for_good(
+    save_sp: *mut *mut u8,
+    load_sp: *mut u8,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> ! {
+    // SAFETY: as for `yield_to`: a writable save slot and a valid frame to
+    // resume. Nothing after the block runs, so no register needs keeping:
+    // the block may change any.
+    unsafe { yield_site!([for_good,] save_sp, load_sp, [a, b, c]) }
+}
 
 /// The three words a switch carries (a value of up to two words and the word
 /// that says what it is), in registers both ways: the call site binds them

@@ -91,8 +91,9 @@ pub(crate) unsafe fn resume(
     }
 }
 
-/// The YIELD site: `[]` for a switch that comes back, `[for_good,]` for a
-/// dying context's last.
+/// The YIELD site: `[]` for a switch that comes back ([`yield_to`]),
+/// `[for_good,]` for a dying context's last (`arch::yield_for_good`, which
+/// expands it there: the `arch` module takes this module's macros).
 macro_rules! yield_site {
     ([$($mode:tt)*] $save_sp:expr, $load_sp:expr, $words:tt) => {
         switch_site!(
@@ -122,24 +123,6 @@ pub(crate) unsafe fn yield_to(
     // routine stores as our resume address: its return lands there or a
     // later switch branches there, with r15 back where it was.
     unsafe { yield_site!([] save_sp, load_sp, [a, b, c]) }
-}
-
-/// [`yield_to`] as a dying context's last switch: never resumed (the
-/// contract in `arch`).
-///
-/// # Safety
-/// As for [`resume`], and the running context must never be resumed.
-#[inline(always)]
-pub(crate) unsafe fn yield_for_good(
-    save_sp: *mut *mut u8,
-    load_sp: *mut u8,
-    a: usize,
-    b: usize,
-    c: usize,
-) -> ! {
-    // SAFETY: as in `yield_to`. Nothing after the block runs, so no register
-    // needs keeping: the block may change any.
-    unsafe { yield_site!([for_good,] save_sp, load_sp, [a, b, c]) }
 }
 
 /// Test only: [`resume`] with f15 missing from the clobber list, for the ABI

@@ -93,8 +93,9 @@ pub(crate) unsafe fn resume(
     }
 }
 
-/// The YIELD site: `[]` for a switch that comes back, `[for_good,]` for a
-/// dying context's last.
+/// The YIELD site: `[]` for a switch that comes back ([`yield_to`]),
+/// `[for_good,]` for a dying context's last (`arch::yield_for_good`, which
+/// expands it there: the `arch` module takes this module's macros).
 macro_rules! yield_site {
     ([$($mode:tt)*] $save_sp:expr, $load_sp:expr, $words:tt) => {
         switch_site!(
@@ -126,24 +127,6 @@ pub(crate) unsafe fn yield_to(
     // later switch jumps to it, with the stack pointer back where it was
     // before the call.
     unsafe { yield_site!([] save_sp, load_sp, [a, b, c]) }
-}
-
-/// [`yield_to`] as a dying context's last switch: never resumed (the
-/// contract in `arch`).
-///
-/// # Safety
-/// As for [`resume`], and the running context must never be resumed.
-#[inline(always)]
-pub(crate) unsafe fn yield_for_good(
-    save_sp: *mut *mut u8,
-    load_sp: *mut u8,
-    a: usize,
-    b: usize,
-    c: usize,
-) -> ! {
-    // SAFETY: as in `yield_to`. Nothing after the block runs, so no register
-    // needs keeping: the block may change any.
-    unsafe { yield_site!([for_good,] save_sp, load_sp, [a, b, c]) }
 }
 
 /// Test only: [`resume`] with edi missing from the clobber list, for the ABI

@@ -325,11 +325,12 @@ pub(crate) unsafe fn leave_for_good(
     // would live in one of them (an aggregate's stack slot is instrumented,
     // a word's is not).
     let [a, b, c] = send.words;
-    // The resumer links (SPEC §10): a death stores null, never the dead
-    // greenlet, whose stack is gone; and it leaves the target's link alone
-    // only when it is what that link already names (the switch a YIELD
-    // pairs with), else clears it, so that a backtrace in the target ends
-    // at its entry.
+    // The resumer links (SPEC §10), which the trampoline's unwind
+    // information follows: the dead greenlet's becomes null (its stack is
+    // gone). The target's is kept only when the target is the one that
+    // resumed the dead greenlet (this YIELD pairs with that RESUME); else it
+    // names a greenlet that did not resume it this time, and is cleared, so
+    // that a backtrace in the target ends at its entry.
     if !std::ptr::eq(cur.resumer.get(), tgt) {
         tgt.resumer.set(std::ptr::null());
     }

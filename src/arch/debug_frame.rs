@@ -63,8 +63,8 @@ mod cpu {
     pub(crate) const INIT_ENTRY_OFFSET: u16 = F;
 }
 
-// Other CPUs: their `.S` frames are being ported to the two-entry contract;
-// each port adds its arm here (see docs/backtraces.md, "Other CPUs").
+// Other CPUs: their `.S` frames are not described here yet; describing one
+// adds its arm here (see docs/backtraces.md, "Other CPUs").
 #[cfg(not(target_arch = "x86_64"))]
 mod cpu {
     use super::{SavedRegister, MAX_SAVED};

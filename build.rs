@@ -54,6 +54,7 @@ fn main() {
     let vendor = std::env::var("CARGO_CFG_TARGET_VENDOR").unwrap_or_default();
     let prefix = if vendor == "apple" { "_" } else { "" };
     println!("cargo:rerun-if-changed=asm/platform.h");
+    println!("cargo:rerun-if-changed=asm/link.h");
     let mut build = cc::Build::new();
     build.file(&file).include("asm");
     if std::env::var_os("CARGO_FEATURE_FP_CONTROL").is_some() {

@@ -143,22 +143,14 @@
 #define DW_FP 22
 #define DW_S8 31
 
-/* The switch record of the greenlet core (src/arch/mod.rs, `link`), which
-   the trampoline's CFI reads; Rust asserts the core's object matches. */
-#define LINK_SP        0
-#define LINK_RESUMER   8
-#define LINK_STATE     24
-#define LINK_SUSPENDED 1
-#if LINK_SP != 0
-#error "the CFI below reads the saved stack pointer with a bare DW_OP_deref"
-#endif
-/* DWARF expression pieces for GREENLET_ENTRY's CFA (asm/x86_64.S explains
-   them). SP_OP is DW_OP_breg3 (sp) + offset. END_CFA: the CFA with no
+/* The core's switch record and the DWARF expression pieces that read it
+   (asm/link.h). SP_OP is DW_OP_breg3 (sp) + offset. END_CFA: the CFA with no
    resumer, whose resume-address slot is the chain-end word at sp + 8. */
+#include "link.h"
 #define END_CFA (8 + FRAME_BYTES - FRAME_RESUME)
 #define SP_OP 0x73
-#define CFI_RESUMER SP_OP, 0, 0x06, 0x23, LINK_RESUMER, 0x06
-#define CFI_RESUMER_OR_AREA CFI_RESUMER, CFI_RESUMER, 0x30, 0x29, SP_OP, 0, 0x1e, 0x22
+#define CFI_RESUMER CFI_RESUMER_AT(SP_OP, 0)
+#define CFI_RESUMER_OR_AREA CFI_RESUMER_OR_AREA_AT(SP_OP, 0)
 /* GREENLET_ENTRY's name with a suffix, for the local end-of-chain symbol. */
 #define PASTE2(a, b) a##b
 #define PASTE(a, b) PASTE2(a, b)

@@ -197,29 +197,21 @@
 /* DWARF register numbers (ELFv2): r0-r31 are 0-31, LR 65. */
 #define DWARF_LR 65
 
-/* The switch record of the greenlet core (src/arch/mod.rs, `link`), which
-   the trampoline's CFI reads; Rust asserts the core's object matches. */
-#define LINK_SP        0
-#define LINK_RESUMER   8
-#define LINK_STATE     24
-#define LINK_SUSPENDED 1
-#if LINK_SP != 0
-#error "the CFI below reads the saved stack pointer with a bare DW_OP_deref"
-#endif
-/* DWARF expression pieces for GREENLET_ENTRY's CFA (asm/x86_64.S explains
-   them). Unwound into, the trampoline's r1 is top - ENTRY_FRAME_BYTES, below
-   the entry's header: TOP0 is DW_OP_breg1 (r1) + 32, the link area. END_CFA:
-   the CFA with no resumer, whose resume-address slot is the chain-end word
-   at top + 8; TOP_END is DW_OP_breg1 + 32 + END_CFA, whose offset (72) takes
-   two bytes of SLEB128. */
+/* The core's switch record and the DWARF expression pieces that read it
+   (asm/link.h). Unwound into, the trampoline's r1 is top - ENTRY_FRAME_BYTES,
+   below the entry's header: TOP0 is DW_OP_breg1 (r1) + 32, the link area.
+   END_CFA: the CFA with no resumer, whose resume-address slot is the
+   chain-end word at top + 8; TOP_END is DW_OP_breg1 + 32 + END_CFA, whose
+   offset (72) takes two bytes of SLEB128. */
+#include "link.h"
 #define END_CFA (8 + FRAME_BYTES - FRAME_RESUME)
 #if ENTRY_FRAME_BYTES != 32 || END_CFA != 40
 #error "TOP0 and TOP_END encode these offsets"
 #endif
 #define TOP0 0x71, 32
 #define TOP_END 0x71, 0xc8, 0x00
-#define CFI_RESUMER TOP0, 0x06, 0x23, LINK_RESUMER, 0x06
-#define CFI_RESUMER_OR_AREA CFI_RESUMER, CFI_RESUMER, 0x30, 0x29, TOP0, 0x1e, 0x22
+#define CFI_RESUMER CFI_RESUMER_AT(TOP0)
+#define CFI_RESUMER_OR_AREA CFI_RESUMER_OR_AREA_AT(TOP0)
 /* GREENLET_ENTRY's name with a suffix, for the local end-of-chain symbol. */
 #define PASTE2(a, b) a##b
 #define PASTE(a, b) PASTE2(a, b)

@@ -178,22 +178,14 @@
 /* The ABI's CFA: the stack pointer at the call + 160 (the CIE's r15 + 160). */
 #define CFA_SP       160
 
-/* The switch record of the greenlet core (src/arch/mod.rs, `link`), which
-   the trampoline's CFI reads; Rust asserts the core's object matches. */
-#define LINK_SP        0
-#define LINK_RESUMER   8
-#define LINK_STATE     24
-#define LINK_SUSPENDED 1
-#if LINK_SP != 0
-#error "the CFI below reads the saved stack pointer with a bare DW_OP_deref"
-#endif
-/* DWARF expression pieces for GREENLET_ENTRY's CFA (asm/x86_64.S explains
-   them). The trampoline's r15 is TOP_SP below the link area (the save area,
-   the entry and arg words): TOP0 is DW_OP_breg15 (r15) + TOP_SP, the link
-   area. END_CFA: the CFA with no resumer, from top, whose r14 slot is the
-   chain-end word at top + 8; TOP_END is DW_OP_breg15 + TOP_SP + END_CFA.
+/* The core's switch record and the DWARF expression pieces that read it
+   (asm/link.h). The trampoline's r15 is TOP_SP below the link area (the save
+   area, the entry and arg words): TOP0 is DW_OP_breg15 (r15) + TOP_SP, the
+   link area. END_CFA: the CFA with no resumer, from top, whose r14 slot is
+   the chain-end word at top + 8; TOP_END is DW_OP_breg15 + TOP_SP + END_CFA.
    RESUMER_CFA: from a resumer's saved r15 to its CFA. Each offset is over
    127 and takes two bytes of LEB128, positive in the signed form too. */
+#include "link.h"
 #define TOP_SP      (START_BYTES + SAVE_AREA)
 #define END_CFA     (8 + CFA_SP + FRAME_BYTES - FRAME_RESUME)
 #define RESUMER_CFA (FRAME_BYTES + CFA_SP)
@@ -204,8 +196,8 @@
 #define SP_OP 0x7f
 #define TOP0 SP_OP, LEB2(TOP_SP)
 #define TOP_END SP_OP, LEB2(TOP_SP + END_CFA)
-#define CFI_RESUMER TOP0, 0x06, 0x23, LINK_RESUMER, 0x06
-#define CFI_RESUMER_OR_AREA CFI_RESUMER, CFI_RESUMER, 0x30, 0x29, TOP0, 0x1e, 0x22
+#define CFI_RESUMER CFI_RESUMER_AT(TOP0)
+#define CFI_RESUMER_OR_AREA CFI_RESUMER_OR_AREA_AT(TOP0)
 /* GREENLET_ENTRY's name with a suffix, for the local end-of-chain symbol. */
 #define PASTE2(a, b) a##b
 #define PASTE(a, b) PASTE2(a, b)

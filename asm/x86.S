@@ -160,24 +160,16 @@
 #define FRAME_RESUME (F + 8)
 #define FRAME_BYTES  (F + 12)
 
-/* The switch record of the greenlet core (src/arch/mod.rs, `link`), which
-   the trampoline's CFI reads; Rust asserts the core's object matches. */
-#define LINK_SP        0
-#define LINK_RESUMER   4
-#define LINK_STATE     12
-#define LINK_SUSPENDED 1
-#if LINK_SP != 0
-#error "the CFI below reads the saved stack pointer with a bare DW_OP_deref"
-#endif
-/* DWARF expression pieces for GREENLET_ENTRY's CFA (asm/x86_64.S explains
-   them). Unwound into, the trampoline's esp is top - 16, below the four
-   arguments it pushed for entry: TOP is DW_OP_breg4 (esp) + 16 + offset.
-   END_CFA: the CFA with no resumer, whose resume-address slot is the
+/* The core's switch record and the DWARF expression pieces that read it
+   (asm/link.h). Unwound into, the trampoline's esp is top - 16, below the
+   four arguments it pushed for entry: TOP is DW_OP_breg4 (esp) + 16 +
+   offset. END_CFA: the CFA with no resumer, whose resume-address slot is the
    chain-end word at top + 4. */
+#include "link.h"
 #define END_CFA (4 + FRAME_BYTES - FRAME_RESUME)
 #define TOP(off) 0x74, 16 + (off)
-#define CFI_RESUMER TOP(0), 0x06, 0x23, LINK_RESUMER, 0x06
-#define CFI_RESUMER_OR_AREA CFI_RESUMER, CFI_RESUMER, 0x30, 0x29, TOP(0), 0x1e, 0x22
+#define CFI_RESUMER CFI_RESUMER_AT(TOP(0))
+#define CFI_RESUMER_OR_AREA CFI_RESUMER_OR_AREA_AT(TOP(0))
 /* GREENLET_ENTRY's name with a suffix, for the local end-of-chain symbol. */
 #define PASTE2(a, b) a##b
 #define PASTE(a, b) PASTE2(a, b)

@@ -167,27 +167,16 @@
 #define FRAME_RBP    (F + 8)
 #define FRAME_RESUME (F + 16)
 #define FRAME_BYTES  (F + 24)
-/* The switch record of the greenlet core (src/arch/mod.rs, `link`), which
-   the trampoline's CFI reads; Rust asserts the core's object matches. */
-#define LINK_SP        0
-#define LINK_RESUMER   8
-#define LINK_STATE     24
-#define LINK_SUSPENDED 1
-#if LINK_SP != 0
-#error "the CFI below reads the saved stack pointer with a bare DW_OP_deref"
-#endif
-/* DWARF expression pieces for GREENLET_ENTRY's CFA. SP_OP is DW_OP_breg7 (rsp) +
-   offset. R: the resumer's record, [[sp] + LINK_RESUMER] (6 bytes).
-   CFI_RESUMER_OR_AREA: R + (R == 0) * sp, i.e. R, or the link area itself
-   when there is none, whose words at LINK_SP and LINK_STATE are readable and
-   whose state byte is 0 (18 bytes): every address the expression reads is
-   then a record or the link area, never null. */
-/* The CFA with no resumer: the one whose resume-address slot is the
-   chain-end word at sp + 8, so the return address read is that word. */
+/* The core's switch record and the DWARF expression pieces that read it
+   (asm/link.h). SP_OP is DW_OP_breg7 (rsp) + offset, the link area's address
+   when the trampoline is unwound into. The CFA with no resumer: the one
+   whose resume-address slot is the chain-end word at sp + 8, so the return
+   address read is that word. */
+#include "link.h"
 #define END_CFA (8 + FRAME_BYTES - FRAME_RESUME)
 #define SP_OP 0x77
-#define CFI_RESUMER SP_OP, 0, 0x06, 0x23, LINK_RESUMER, 0x06
-#define CFI_RESUMER_OR_AREA CFI_RESUMER, CFI_RESUMER, 0x30, 0x29, SP_OP, 0, 0x1e, 0x22
+#define CFI_RESUMER CFI_RESUMER_AT(SP_OP, 0)
+#define CFI_RESUMER_OR_AREA CFI_RESUMER_OR_AREA_AT(SP_OP, 0)
 /* GREENLET_ENTRY's name with a suffix, for the local end-of-chain symbol. */
 #define PASTE2(a, b) a##b
 #define PASTE(a, b) PASTE2(a, b)

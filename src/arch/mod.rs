@@ -242,8 +242,8 @@ pub(crate) unsafe fn init_stack(
 
 /// The layout of the switch record that the trampoline's unwind information
 /// reads (through the word [`init_stack`] puts at the trampoline's stack
-/// pointer), in bytes from the record's address. The `.S` files that use it
-/// define the same numbers (`LINK_*`); the greenlet core asserts that its
+/// pointer), in bytes from the record's address. `asm/link.h` defines the
+/// same numbers (`LINK_*`) for the `.S` files; the greenlet core asserts that its
 /// object has this layout (`src/greenlet/object.rs`), and the backtrace tests
 /// fail when the `.S` reads anything else.
 pub(crate) mod link {
